@@ -141,3 +141,33 @@ export class Sandbox {
     }
   }
 }
+
+/**
+ * Makes the calling test file run inside a network namespace of its own.
+ * Call at the top of a test module: `await ownNetns(import.meta.url)`.
+ * The first (outer) process creates the namespace, re-runs the same file in
+ * it with nsenter (mount namespace kept, so bpffs pins stay visible), deletes
+ * the namespace afterwards and exits with the inner process's status; in the
+ * inner process it returns the namespace's name. Everything the inner file
+ * does to "the current namespace" is thus private to this run.
+ */
+export async function ownNetns(metaUrl: string): Promise<string> {
+  const inner = process.env.NETAGENT_TEST_NETNS;
+  if (inner) return inner;
+  const { spawnSync } = await import('node:child_process');
+  const ns = uniq('own');
+  run('ip', ['netns', 'add', ns]);
+  let status = 1;
+  try {
+    ip(ns, 'link', 'set', 'lo', 'up');
+    const r = spawnSync(
+      'nsenter',
+      [`--net=/run/netns/${ns}`, '--', process.execPath, '--enable-source-maps', fileURLToPath(metaUrl), ...process.argv.slice(2)],
+      { stdio: 'inherit', env: { ...process.env, NETAGENT_TEST_NETNS: ns } },
+    );
+    status = r.status ?? 1;
+  } finally {
+    try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ }
+  }
+  process.exit(status);
+}
