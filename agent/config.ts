@@ -1,0 +1,213 @@
+// The one typed configuration of netagent: every tunable (profiles, MAC
+// prefixes, paths, timeouts) lives here with its default, and the config file
+// is validated against it. Unknown keys and bad values are errors that name
+// the key, so a typo at 2 a.m. is caught instead of silently ignored.
+import { readFileSync, existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const PROFILES = ['xdp-forwarder', 'router-p2p', 'router-routed', 'client'] as const;
+export type ProfileName = (typeof PROFILES)[number];
+export const XDP_MODES = ['skb', 'native', 'auto'] as const;
+export type XdpModeSetting = (typeof XDP_MODES)[number];
+
+export interface MacPrefixes {
+  /** `02:01:*`: the router link (xdp-forwarder), a client link (router-routed). */
+  routerLink: string;
+  /** `0a:b3:ec:*`: an inter-VM link whose last three octets encode an IPv4 address. */
+  interVm: string;
+  /** `02:00:*`: the client end of a link, seen from inside a client VM. */
+  clientLink: string;
+}
+
+export interface Config {
+  profile: ProfileName;
+  xdpMode: XdpModeSetting;
+  /** Accept MAC-encoded addresses outside 100.64.0.0/10. */
+  allowPublicAddresses: boolean;
+  /** Detach our XDP programs when the agent exits. Off: forwarding survives a restart. */
+  detachOnExit: boolean;
+  macPrefixes: MacPrefixes;
+  /** Interface names (exact, or with `*` wildcards) netagent never touches. */
+  ignoreInterfaces: string[];
+  /** Link kinds (IFLA_INFO_KIND) that are never physical NICs: virtual devices of the VM itself. */
+  ignoreKinds: string[];
+  /** client profile: addresses for `02:00:*` links, by MAC (e.g. "02:00:00:00:00:07": "100.64.0.7/31"). */
+  clientAddresses: Record<string, string>;
+  /** rtnetlink protocol number that marks the routes netagent owns (so it can find and remove stale ones). */
+  routeProtocol: number;
+  /** Router profiles: run a DHCP client on each uplink. */
+  uplinkDhcp: boolean;
+  /** The DHCP client command; `{ifname}` is replaced by the uplink's name. */
+  dhcpCommand: string[];
+  /** Name of the nftables table (family inet) netagent owns in router profiles. */
+  nftTable: string;
+  /** A full re-dump and reconcile this often, catching drift nothing told us about (0: never). */
+  resyncIntervalMs: number;
+  /** Timeout for one netlink request. */
+  requestTimeoutMs: number;
+  /** Event socket receive buffer, bytes (SO_RCVBUFFORCE). */
+  eventBufferBytes: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+}
+
+/** Where things are; set by command-line flags, not by the config file. */
+export interface Paths {
+  config: string;
+  socket: string;
+  bpfDir: string;
+  pinDir: string;
+}
+
+const here = dirname(fileURLToPath(import.meta.url)); // dist/agent
+
+/** BPF objects: the build output when run from the repository, else the installed location. */
+function defaultBpfDir(): string {
+  const repoBuild = join(here, '..', '..', 'build', 'bpf');
+  return existsSync(join(repoBuild, 'physical.o')) ? repoBuild : '/usr/lib/netagent/bpf';
+}
+
+export const DEFAULT_PATHS: Paths = {
+  config: '/etc/netagent/config.json',
+  socket: '/run/netagent/control.sock',
+  get bpfDir() { return defaultBpfDir(); },
+  pinDir: '/sys/fs/bpf',
+};
+
+export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
+  profile: 'xdp-forwarder',
+  xdpMode: 'skb',
+  allowPublicAddresses: false,
+  detachOnExit: false,
+  macPrefixes: Object.freeze({ routerLink: '02:01', interVm: '0a:b3:ec', clientLink: '02:00' }),
+  ignoreInterfaces: [],
+  ignoreKinds: [
+    'bridge', 'bond', 'team', 'dummy', 'vxlan', 'geneve', 'wireguard', 'ifb', 'ipip', 'sit', 'gre',
+    'gretap', 'ip6tnl', 'ip6gre', 'ip6gretap', 'vti', 'vti6', 'nlmon', 'vrf', 'macsec', 'ipvlan',
+    'macvlan', 'macvtap', 'vlan', 'tun', 'wwan', 'xfrm',
+  ],
+  clientAddresses: {},
+  routeProtocol: 199,
+  uplinkDhcp: true,
+  dhcpCommand: ['udhcpc', '-f', '-i', '{ifname}', '-s', '/usr/lib/netagent/udhcpc.script'],
+  nftTable: 'netagent',
+  resyncIntervalMs: 60_000,
+  requestTimeoutMs: 3_000,
+  eventBufferBytes: 4 * 1024 * 1024,
+  logLevel: 'info',
+}) as Config;
+
+export class ConfigError extends Error {
+  constructor(readonly file: string, readonly problems: string[]) {
+    super(`config ${file}: ${problems.join('; ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const MAC_PREFIX_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){0,5}$/i;
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+const CIDR4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
+
+function isCidr4(s: string): boolean {
+  const m = CIDR4_RE.exec(s);
+  return !!m && m.slice(1, 5).every((o) => Number(o) <= 255) && Number(m[5]) <= 32;
+}
+
+type Check = (v: unknown, key: string) => string | null;
+const str = (allowed?: readonly string[]): Check => (v, key) =>
+  typeof v !== 'string'
+    ? `${key} must be a string`
+    : allowed && !allowed.includes(v)
+      ? `${key} must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')} (got ${JSON.stringify(v)})`
+      : null;
+const bool: Check = (v, key) => (typeof v === 'boolean' ? null : `${key} must be true or false`);
+const int = (min: number, max: number): Check => (v, key) =>
+  Number.isInteger(v) && (v as number) >= min && (v as number) <= max ? null : `${key} must be an integer in ${min}..${max}`;
+const strList = (nonEmpty = false): Check => (v, key) =>
+  !Array.isArray(v) || v.some((x) => typeof x !== 'string' || x === '')
+    ? `${key} must be a list of non-empty strings`
+    : nonEmpty && v.length === 0 ? `${key} must not be empty` : null;
+
+const CHECKS: Record<Exclude<keyof Config, 'macPrefixes' | 'clientAddresses'>, Check> = {
+  profile: str(PROFILES),
+  xdpMode: str(XDP_MODES),
+  allowPublicAddresses: bool,
+  detachOnExit: bool,
+  ignoreInterfaces: strList(),
+  ignoreKinds: strList(),
+  routeProtocol: int(5, 255), // below 5 are the kernel's own (RTPROT_KERNEL, BOOT, STATIC...)
+  uplinkDhcp: bool,
+  dhcpCommand: strList(true),
+  nftTable: (v, key) => (typeof v === 'string' && /^[A-Za-z_][A-Za-z0-9_-]{0,31}$/.test(v) ? null : `${key} must be a valid nftables table name`),
+  resyncIntervalMs: int(0, 86_400_000),
+  requestTimeoutMs: int(10, 600_000),
+  eventBufferBytes: int(4096, 1 << 30),
+  logLevel: str(LOG_LEVELS),
+};
+
+/**
+ * Validates a parsed config object and merges it over the defaults.
+ * Returns the config, or the list of problems (each naming its key).
+ */
+export function parseConfig(raw: unknown): { config: Config; problems: [] } | { config: null; problems: string[] } {
+  const problems: string[] = [];
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    return { config: null, problems: ['the config must be a JSON object'] };
+  }
+  const cfg: Config = structuredClone(DEFAULT_CONFIG) as Config;
+  for (const [key, value] of Object.entries(raw)) {
+    if (key === 'macPrefixes') {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+        problems.push('macPrefixes must be an object');
+        continue;
+      }
+      for (const [k, v] of Object.entries(value)) {
+        if (!(k in cfg.macPrefixes)) problems.push(`unknown key macPrefixes.${k} (known: ${Object.keys(cfg.macPrefixes).join(', ')})`);
+        else if (typeof v !== 'string' || !MAC_PREFIX_RE.test(v)) problems.push(`macPrefixes.${k} must be a MAC prefix like "02:01" (got ${JSON.stringify(v)})`);
+        else cfg.macPrefixes[k as keyof MacPrefixes] = v.toLowerCase();
+      }
+    } else if (key === 'clientAddresses') {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+        problems.push('clientAddresses must be an object of MAC -> CIDR');
+        continue;
+      }
+      cfg.clientAddresses = {};
+      for (const [mac, cidr] of Object.entries(value)) {
+        if (!MAC_RE.test(mac)) problems.push(`clientAddresses: key ${JSON.stringify(mac)} is not a MAC address`);
+        else if (typeof cidr !== 'string' || !isCidr4(cidr)) problems.push(`clientAddresses.${mac} must be an IPv4 CIDR like "100.64.0.3/31"`);
+        else cfg.clientAddresses[mac.toLowerCase()] = cidr;
+      }
+    } else if (key in CHECKS) {
+      const problem = CHECKS[key as keyof typeof CHECKS](value, key);
+      if (problem) problems.push(problem);
+      else (cfg as unknown as Record<string, unknown>)[key] = Array.isArray(value) ? [...value] : value;
+    } else {
+      problems.push(`unknown key ${JSON.stringify(key)} (known: ${[...Object.keys(CHECKS), 'macPrefixes', 'clientAddresses'].sort().join(', ')})`);
+    }
+  }
+  return problems.length ? { config: null, problems } : { config: cfg, problems: [] };
+}
+
+/**
+ * Reads the config file. A missing file means the embedded defaults
+ * (profile xdp-forwarder); an unreadable or invalid one is a ConfigError.
+ */
+export function loadConfig(file: string): { config: Config; fromFile: boolean } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { config: structuredClone(DEFAULT_CONFIG) as Config, fromFile: false };
+    throw new ConfigError(file, [`cannot read it: ${(e as Error).message}`]);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(file, [`not valid JSON: ${(e as Error).message}`]);
+  }
+  const r = parseConfig(raw);
+  if (!r.config) throw new ConfigError(file, r.problems);
+  return { config: r.config, fromFile: true };
+}

@@ -1,0 +1,239 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { parseConfig, type Config } from '../../agent/config.js';
+import { plan, linkState, type ObservedLink, type World, type ObservedAddr, type RouteLite, type ObservedXdp, type Action } from '../../agent/core/plan.js';
+
+function cfg(extra: Record<string, unknown> = {}): Config {
+  const r = parseConfig(extra);
+  if (!r.config) throw new Error(r.problems.join('; '));
+  return r.config;
+}
+
+let nextIndex = 1;
+function link(mac: string, extra: Partial<ObservedLink> = {}): ObservedLink {
+  const ifindex = extra.ifindex ?? ++nextIndex;
+  return { ifindex, name: `if${ifindex}`, mac, kind: null, loopback: false, up: false, promisc: false, mtu: 1500, ...extra };
+}
+
+function world(links: ObservedLink[], extra: Partial<{ addrs: Map<number, ObservedAddr[]>; routes: RouteLite[]; xdp: Map<number, ObservedXdp>; routerIface: number | null; egress: Set<number> }> = {}): World {
+  return {
+    links: new Map(links.map((l) => [l.ifindex, l])),
+    addrs: extra.addrs ?? new Map(),
+    routes: extra.routes ?? [],
+    xdp: extra.xdp ?? new Map(),
+    routerIface: extra.routerIface ?? null,
+    egress: extra.egress ?? new Set(),
+  };
+}
+
+const kinds = (as: Action[] | undefined) => (as ?? []).map((a) => a.kind + ('up' in a && a.up !== undefined ? `:up=${a.up}` : '') + ('promisc' in a && a.promisc !== undefined ? ':promisc' : '') + ('mtu' in a && a.mtu !== undefined ? `:mtu=${a.mtu}` : ''));
+
+const lo = link('00:00:00:00:00:00', { ifindex: 1, name: 'lo', loopback: true, up: true });
+
+test('xdp-forwarder: physical gets `physical` and the allowlist, the router link `router`, promisc, router_iface; up last', () => {
+  const phys = link('52:54:00:00:00:10', { ifindex: 2, name: 'eth0', mtu: 9000 });
+  const rl = link('02:01:00:00:00:01', { ifindex: 3, name: 'eth1' });
+  const p = plan(cfg(), world([lo, phys, rl]));
+  assert.is(p.links.get(1)!.role, 'loopback');
+  assert.ok(p.links.get(1)!.ignored);
+  assert.is(p.actions.get(1), undefined, 'loopback is never touched');
+  assert.is(p.links.get(2)!.role, 'physical');
+  assert.equal(kinds(p.actions.get(2)), ['egress-allow', 'xdp-attach', 'link:up=true']);
+  assert.is(p.links.get(3)!.role, 'router-link');
+  assert.equal(kinds(p.actions.get(3)), ['xdp-attach', 'link:promisc:mtu=9000', 'link:up=true', 'router-iface']);
+  const attach = p.actions.get(3)!.find((a) => a.kind === 'xdp-attach');
+  assert.equal(attach && 'program' in attach && attach.program, 'router');
+  assert.is(p.router, null, 'no nftables in this profile');
+  assert.equal(p.links.get(2)!.want.addresses, [], 'no IPv4 addresses in this profile');
+});
+
+test('xdp-forwarder: a configured world needs nothing (idempotent)', () => {
+  const phys = link('52:54:00:00:00:10', { ifindex: 2, name: 'eth0', up: true });
+  const rl = link('02:01:00:00:00:01', { ifindex: 3, name: 'eth1', up: true, promisc: true });
+  const w = world([lo, phys, rl], {
+    xdp: new Map<number, ObservedXdp>([[2, { id: 10, mode: 'skb', program: 'physical' }], [3, { id: 11, mode: 'skb', program: 'router' }]]),
+    routerIface: 3,
+    egress: new Set([2]),
+  });
+  const p = plan(cfg(), w);
+  assert.is(p.actions.size, 0);
+  assert.is(linkState(p.links.get(2)!, 0, null), 'configured');
+  assert.is(linkState(p.links.get(1)!, 0, null), 'ignored');
+});
+
+test('xdp-forwarder: a program in the wrong mode, or someone else\'s, is replaced; with auto either mode is fine', () => {
+  const phys = link('52:54:00:00:00:10', { ifindex: 2, up: true });
+  const w = world([phys], { xdp: new Map<number, ObservedXdp>([[2, { id: 10, mode: 'native', program: 'physical' }]]), egress: new Set([2]) });
+  assert.equal(kinds(plan(cfg(), w).actions.get(2)), ['xdp-attach']);
+  assert.is(plan(cfg({ xdpMode: 'auto' }), w).actions.size, 0);
+  assert.is(plan(cfg({ xdpMode: 'native' }), w).actions.size, 0);
+  const foreign = world([phys], { xdp: new Map<number, ObservedXdp>([[2, { id: 9, mode: 'skb', program: null }]]), egress: new Set([2]) });
+  assert.equal(kinds(plan(cfg(), foreign).actions.get(2)), ['xdp-attach']);
+});
+
+test('xdp-forwarder: ifindex above 4095 fails with a reason, others carry on', () => {
+  const big = link('52:54:00:00:00:11', { ifindex: 5000, name: 'big0' });
+  const ok = link('52:54:00:00:00:12', { ifindex: 7, name: 'ok0' });
+  const p = plan(cfg(), world([big, ok]));
+  assert.match(p.links.get(5000)!.error!, /ifindex 5000 does not fit a VLAN ID/);
+  assert.is(linkState(p.links.get(5000)!, 0, null), 'failed');
+  assert.is(p.actions.get(5000), undefined);
+  assert.equal(kinds(p.actions.get(7)), ['egress-allow', 'xdp-attach', 'link:up=true']);
+});
+
+test('xdp-forwarder: a second router link fails; the one in router_iface keeps it', () => {
+  const a = link('02:01:00:00:00:01', { ifindex: 4, name: 'ra' });
+  const b = link('02:01:00:00:00:02', { ifindex: 5, name: 'rb' });
+  const p = plan(cfg(), world([a, b], { routerIface: 5 }));
+  assert.is(p.links.get(5)!.error, null);
+  assert.match(p.links.get(4)!.error!, /second router link: rb/);
+  assert.ok(!p.actions.get(4), 'nothing done to the loser');
+  const fresh = plan(cfg(), world([a, b]));
+  assert.is(fresh.links.get(4)!.error, null, 'lowest ifindex wins on a fresh start');
+});
+
+test('xdp-forwarder: removal and stale state: allowlist entries of gone links and an empty router are cleaned', () => {
+  const p = plan(cfg(), world([lo], { routerIface: 9, egress: new Set([7, 8]) }));
+  const all = [...p.actions.values()].flat();
+  assert.equal(all.map((a) => a.kind).sort(), ['egress-deny', 'egress-deny', 'router-iface']);
+  const ri = all.find((a) => a.kind === 'router-iface');
+  assert.is(ri && 'ifindex' in ri && ri.ifindex, null);
+});
+
+test('xdp-forwarder: links of other designs, bridges and ignoreInterfaces are left alone', () => {
+  const iv = link('0a:b3:ec:40:00:02', { ifindex: 2 });
+  const br = link('52:54:00:00:00:01', { ifindex: 3, kind: 'bridge' });
+  const named = link('52:54:00:00:00:02', { ifindex: 4, name: 'mgmt0' });
+  const tun = link('', { ifindex: 6, name: 'wg0' });
+  const p = plan(cfg({ ignoreInterfaces: ['mgmt*'] }), world([iv, br, named, tun]));
+  for (const i of [2, 3, 4, 6]) {
+    assert.ok(p.links.get(i)!.ignored, `ifindex ${i} ignored`);
+    assert.is(p.actions.get(i), undefined);
+  }
+  assert.is(p.links.get(2)!.role, 'inter-vm');
+  assert.match(p.links.get(2)!.note!, /does not use inter-vm/);
+  assert.match(p.links.get(4)!.note!, /ignoreInterfaces/);
+});
+
+test('xdp-forwarder: our program on a link that lost its role is detached; a foreign one is left', () => {
+  const now = link('0a:b3:ec:40:00:02', { ifindex: 2 });
+  const other = link('0a:b3:ec:40:00:04', { ifindex: 3 });
+  const p = plan(cfg(), world([now, other], { xdp: new Map<number, ObservedXdp>([[2, { id: 1, mode: 'skb', program: 'physical' }], [3, { id: 2, mode: 'skb', program: null }]]) }));
+  assert.equal(kinds(p.actions.get(2)), ['xdp-detach']);
+  assert.is(p.actions.get(3), undefined);
+});
+
+test('router-p2p: 0a:b3:ec:40:00:02 gets 100.64.0.2/31, physical is the uplink with masquerade and DHCP', () => {
+  const iv = link('0a:b3:ec:40:00:02', { ifindex: 2, name: 'vm1' });
+  const up = link('52:54:00:00:00:01', { ifindex: 3, name: 'eth0' });
+  const p = plan(cfg({ profile: 'router-p2p' }), world([lo, iv, up]));
+  assert.equal(p.links.get(2)!.want.addresses, ['100.64.0.2/31']);
+  assert.equal(kinds(p.actions.get(2)), ['addr-add', 'link:up=true']);
+  assert.is(p.links.get(3)!.role, 'physical');
+  assert.equal(kinds(p.actions.get(3)), ['link:up=true']);
+  assert.equal(p.router, { uplinks: ['eth0'], clients: ['vm1'] });
+  assert.equal(p.dhcp, ['eth0']);
+  assert.equal(plan(cfg({ profile: 'router-p2p', uplinkDhcp: false }), world([up])).dhcp, []);
+});
+
+test('router-p2p: out of 100.64.0.0/10 fails with the reason, unless allowed', () => {
+  const bad = link('0a:b3:ec:01:02:03', { ifindex: 2, name: 'vm1' });
+  const p = plan(cfg({ profile: 'router-p2p' }), world([bad]));
+  assert.match(p.links.get(2)!.error!, /100\.1\.2\.3, outside the shared address space/);
+  assert.is(p.actions.get(2), undefined);
+  assert.equal(p.router!.clients, [], 'a failed link is no client');
+  const allowed = plan(cfg({ profile: 'router-p2p', allowPublicAddresses: true }), world([bad]));
+  assert.equal(allowed.links.get(2)!.want.addresses, ['100.1.2.3/31']);
+});
+
+test('router-p2p: two links claiming the same address: the second fails', () => {
+  const a = link('0a:b3:ec:40:00:02', { ifindex: 2, name: 'a' });
+  const b = link('0A:B3:EC:40:00:02', { ifindex: 3, name: 'b' });
+  const p = plan(cfg({ profile: 'router-p2p' }), world([a, b]));
+  assert.is(p.links.get(2)!.error, null);
+  assert.match(p.links.get(3)!.error!, /already used by a/);
+});
+
+test('router-p2p: idempotent with the address present; a stale address of ours is removed, others kept', () => {
+  const iv = link('0a:b3:ec:40:00:02', { ifindex: 2, name: 'vm1', up: true });
+  const addrs = new Map<number, ObservedAddr[]>([[2, [
+    { cidr: '100.64.0.2/31', proto: 199 },
+    { cidr: '100.64.9.8/31', proto: 199 },
+    { cidr: '192.168.7.1/24', proto: 0 },
+  ]]]);
+  const p = plan(cfg({ profile: 'router-p2p' }), world([iv], { addrs }));
+  const acts = p.actions.get(2)!;
+  assert.equal(acts.map((a) => a.kind), ['addr-del']);
+  assert.is((acts[0] as { cidr: string }).cidr, '100.64.9.8/31');
+});
+
+test('router-routed: 02:01:XX:XX:AA:BB gets 169.254.0.1/32 and a host route to 100.64.AA.BB', () => {
+  const c = link('02:01:00:00:01:0a', { ifindex: 2, name: 'c1' });
+  const p = plan(cfg({ profile: 'router-routed' }), world([c]));
+  assert.is(p.links.get(2)!.role, 'inter-vm');
+  assert.equal(p.links.get(2)!.want.addresses, ['169.254.0.1/32']);
+  assert.equal(p.links.get(2)!.want.routes, [{ dst: '100.64.1.10/32', oif: 2, gateway: null }]);
+  assert.equal(kinds(p.actions.get(2)), ['addr-add', 'route-add', 'link:up=true']);
+  const done = plan(cfg({ profile: 'router-routed' }), world([{ ...c, up: true }], {
+    addrs: new Map([[2, [{ cidr: '169.254.0.1/32', proto: 199 }]]]),
+    routes: [{ dst: '100.64.1.10/32', oif: 2, gateway: null }, { dst: '100.64.7.7/32', oif: 2, gateway: null }],
+  }));
+  assert.equal(kinds(done.actions.get(2)), ['route-del'], 'a stale route of ours goes');
+});
+
+test('client: 0a:b3:ec:40:00:03 gives 100.64.0.3/31 and a default route via 100.64.0.2', () => {
+  const c = link('0a:b3:ec:40:00:03', { ifindex: 2, name: 'eth0' });
+  const c2 = link('0a:b3:ec:40:00:05', { ifindex: 3, name: 'eth1' });
+  const phys = link('52:54:00:00:00:01', { ifindex: 4, name: 'eth2' });
+  const p = plan(cfg({ profile: 'client' }), world([c, c2, phys]));
+  assert.is(p.links.get(2)!.role, 'client-link');
+  assert.equal(p.links.get(2)!.want.addresses, ['100.64.0.3/31']);
+  assert.equal(p.links.get(2)!.want.routes, [{ dst: '0.0.0.0/0', oif: 2, gateway: '100.64.0.2' }]);
+  assert.equal(p.links.get(3)!.want.routes, [], 'one default route only');
+  assert.ok(p.links.get(4)!.ignored);
+  assert.is(p.router, null);
+});
+
+test('client: 02:00 links take their configured address, or fail saying what to configure', () => {
+  const c = link('02:00:00:00:00:07', { ifindex: 2, name: 'eth0' });
+  const none = plan(cfg({ profile: 'client' }), world([c]));
+  assert.match(none.links.get(2)!.error!, /clientAddresses/);
+  const p = plan(cfg({ profile: 'client', clientAddresses: { '02:00:00:00:00:07': '100.64.0.7/31' } }), world([c]));
+  assert.equal(p.links.get(2)!.want.addresses, ['100.64.0.7/31']);
+  assert.equal(p.links.get(2)!.want.routes[0]!.gateway, '100.64.0.6');
+});
+
+test('profile switch: xdp-forwarder state is undone under router-p2p', () => {
+  const rl = link('02:01:00:00:00:01', { ifindex: 2, up: true, promisc: true });
+  const phys = link('52:54:00:00:00:10', { ifindex: 3, up: true });
+  const w = world([rl, phys], {
+    xdp: new Map<number, ObservedXdp>([[2, { id: 1, mode: 'skb', program: 'router' }], [3, { id: 2, mode: 'skb', program: 'physical' }]]),
+    routerIface: 2,
+    egress: new Set([3]),
+  });
+  const p = plan(cfg({ profile: 'router-p2p' }), w);
+  const all = [...p.actions.values()].flat().map((a) => a.kind).sort();
+  assert.equal(all, ['egress-deny', 'router-iface', 'xdp-detach', 'xdp-detach']);
+});
+
+test('random worlds never throw and every action names a link', () => {
+  let seed = 42;
+  const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
+  const macs = ['02:01', '0a:b3:ec', '02:00', '52:54:00', '00:00:00', 'ff:ff:ff'];
+  for (let round = 0; round < 300; round++) {
+    const links: ObservedLink[] = [];
+    for (let i = 0; i < rnd(12); i++) {
+      const pre = macs[rnd(macs.length)]!;
+      const rest = Array.from({ length: 6 - pre.split(':').length }, () => rnd(256).toString(16).padStart(2, '0'));
+      const ifindex = 1 + rnd(6000);
+      if (links.some((l) => l.ifindex === ifindex)) continue;
+      links.push(link([pre, ...rest].join(':'), { ifindex, name: `l${ifindex}`, up: !!rnd(2), promisc: !!rnd(2), mtu: 1000 + rnd(9000) }));
+    }
+    for (const profile of ['xdp-forwarder', 'router-p2p', 'router-routed', 'client']) {
+      const p = plan(cfg({ profile }), world(links, { routerIface: rnd(3) ? null : 1 + rnd(6000), egress: new Set([rnd(6000)]) }));
+      for (const acts of p.actions.values()) for (const a of acts) assert.ok(a.name.length > 0);
+    }
+  }
+});
+
+test.run();
