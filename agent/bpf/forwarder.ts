@@ -1,0 +1,412 @@
+// The XDP forwarder as the agent sees it: loads physical.o and router.o with
+// shared, pinned maps; attaches, adopts, replaces and detaches the programs;
+// keeps router_iface and the egress allowlist; reads the counters; and runs
+// frames through the programs with BPF_PROG_TEST_RUN.
+//
+// attach() is deliberately pure: it does not touch router_iface or
+// router_egress. The agent calls setRouterIface() for the router link and
+// allowEgress() for every NIC it attached `physical` to (and disallowEgress()
+// when such a NIC goes away), so map contents and attachments can be reasoned
+// about separately.
+import { existsSync, rmSync, statfsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '../log.js';
+import { BpfError } from './errors.js';
+import * as bpf from './libbpf.js';
+
+export type XdpProgram = 'physical' | 'router';
+export type XdpModeSetting = 'skb' | 'native' | 'auto';
+export type XdpMode = 'skb' | 'native';
+export interface LinkRef { ifindex: number; name: string }
+export interface AttachResult { program: XdpProgram; mode: XdpMode; id: number; adopted: boolean }
+export interface AttachedXdp { id: number; mode: XdpMode | 'hw'; name: string; tag: string; program: XdpProgram | null /* null: not ours */ }
+export interface TestRunResult {
+  retval: number;
+  verdict: 'aborted' | 'drop' | 'pass' | 'tx' | 'redirect';
+  data: Buffer;
+  durationNs: number;
+}
+
+export const XDP_PROGRAMS: readonly XdpProgram[] = ['physical', 'router'];
+
+/** Pinned map names (bpf/common.h). router_iface is fixed by the SPEC. */
+export const MAP_NAMES = { routerIface: 'router_iface', egress: 'router_egress', stats: 'xdp_stats' } as const;
+
+/** Mirrors enum xdp_counter in bpf/common.h, in order (test/bpf/layout.test.ts checks it). */
+export const COUNTER_NAMES: readonly string[] = [
+  'physical_forwarded',
+  'physical_drop_short',
+  'physical_drop_ifindex',
+  'physical_drop_no_router',
+  'physical_drop_headroom',
+  'router_forwarded',
+  'router_drop_short',
+  'router_drop_untagged',
+  'router_drop_pcp_dei',
+  'router_drop_vid_self',
+  'router_drop_vid_unknown',
+  'router_drop_headroom',
+];
+
+const BPF_FS_MAGIC = 0xcafe4a11;
+const VERDICTS = ['aborted', 'drop', 'pass', 'tx', 'redirect'] as const;
+/** Errors of a native attach that mean "this driver cannot", so auto falls back to skb. */
+const NATIVE_UNSUPPORTED = new Set(['EOPNOTSUPP', 'ENOTSUPP', 'EINVAL', 'ERANGE', 'E2BIG', 'ENOMEM', 'ENXIO']);
+
+interface Loaded { obj: bpf.Ptr; fd: number; name: string; tag: string; id: number }
+
+function modeFlag(mode: XdpMode): number {
+  return mode === 'native' ? bpf.XDP_FLAGS_DRV_MODE : bpf.XDP_FLAGS_SKB_MODE;
+}
+
+function attachHint(mode: XdpMode, code: string, ifname: string): string | undefined {
+  switch (code) {
+    case 'EOPNOTSUPP': case 'ENOTSUPP':
+      return mode === 'native' ? 'driver lacks native XDP: use xdpMode skb or auto' : 'the kernel lacks generic XDP';
+    case 'EBUSY': return `an XDP program is attached to ${ifname} through a bpf_link (another tool?): remove it first`;
+    case 'EEXIST': return `another XDP program appeared on ${ifname} meanwhile: retry`;
+    case 'ENODEV': return `${ifname} is gone`;
+    case 'ERANGE': case 'E2BIG': return `MTU of ${ifname} too large for native XDP: lower it or use xdpMode skb`;
+    case 'EINVAL': return mode === 'native' ? 'driver refused native XDP (MTU, queues, LRO?): use xdpMode skb or auto' : undefined;
+    case 'EPERM': return 'run as root (CAP_NET_ADMIN and CAP_BPF)';
+    default: return undefined;
+  }
+}
+
+function pinDirCheck(pinDir: string): void {
+  const hint = `is bpffs mounted at ${pinDir}? (mount -t bpf bpf ${pinDir})`;
+  if (!existsSync(pinDir)) throw new BpfError('statfs', 2, { detail: `(${pinDir})`, hint });
+  if (statfsSync(pinDir).type !== BPF_FS_MAGIC) throw new BpfError('statfs', 22, { detail: `(${pinDir} is not bpffs)`, hint });
+}
+
+export class Forwarder {
+  private readonly progs: Record<XdpProgram, Loaded>;
+  private readonly fds: { routerIface: number; egress: number; stats: number };
+  private readonly statsValueSize: number;
+  private readonly ncpus: number;
+  private readonly log: Logger;
+  readonly pinDir: string;
+  private closed = false;
+
+  private constructor(progs: Record<XdpProgram, Loaded>, log: Logger, pinDir: string) {
+    this.progs = progs;
+    this.log = log;
+    this.pinDir = pinDir;
+    const obj = progs.physical.obj;
+    const fdOf = (name: string): number => {
+      const m = bpf.objectFindMap(obj, name);
+      if (m === null) throw new BpfError('bpf_object__find_map_by_name', 2, { detail: `(map ${name})`, hint: 'rebuild the BPF objects (make bpf)' });
+      return bpf.mapFd(m);
+    };
+    this.fds = { routerIface: fdOf(MAP_NAMES.routerIface), egress: fdOf(MAP_NAMES.egress), stats: fdOf(MAP_NAMES.stats) };
+    this.ncpus = bpf.numPossibleCpus();
+    this.statsValueSize = 8; // __u64; per-CPU values are rounded up to 8 bytes each
+  }
+
+  /**
+   * Opens and loads bpfDir/physical.o and bpfDir/router.o. Maps are pinned
+   * by name in pinDir; pins that exist are reused explicitly (bpf_obj_get +
+   * bpf_map__reuse_fd, pin path cleared) because libbpf 1.1.2 rejects a
+   * pinned DEVMAP as incompatible (BPF_F_RDONLY_PROG). Maps without a pin
+   * are created and pinned by libbpf. So both objects, and any later process,
+   * share router_iface, router_egress and xdp_stats.
+   */
+  static open(opts: { bpfDir: string; pinDir: string; log: Logger }): Forwarder {
+    bpf.setLibbpfLogger(opts.log);
+    pinDirCheck(opts.pinDir);
+    const loaded: Partial<Record<XdpProgram, Loaded>> = {};
+    try {
+      for (const name of XDP_PROGRAMS) loaded[name] = loadOne(join(opts.bpfDir, `${name}.o`), name, opts.pinDir, opts.log);
+      const fw = new Forwarder(loaded as Record<XdpProgram, Loaded>, opts.log, opts.pinDir);
+      opts.log.debug({ physical: loaded.physical!.id, router: loaded.router!.id, pinDir: opts.pinDir }, 'xdp programs loaded');
+      return fw;
+    } catch (e) {
+      for (const l of Object.values(loaded)) if (l) bpf.objectClose(l.obj);
+      throw e;
+    }
+  }
+
+  /** Program ids and tags of the copies this Forwarder loaded. */
+  loaded(): Record<XdpProgram, { id: number; tag: string }> {
+    return {
+      physical: { id: this.progs.physical.id, tag: this.progs.physical.tag },
+      router: { id: this.progs.router.id, tag: this.progs.router.tag },
+    };
+  }
+
+  /** Ids of the shared maps (equal across processes that share the pins). */
+  mapIds(): Record<keyof typeof MAP_NAMES, number> {
+    return {
+      routerIface: bpf.mapInfo(this.fds.routerIface).id,
+      egress: bpf.mapInfo(this.fds.egress).id,
+      stats: bpf.mapInfo(this.fds.stats).id,
+    };
+  }
+
+  /**
+   * Attaches `program` to the link in `mode`. If the same program (name,
+   * tag and maps) is already attached in an acceptable mode it is adopted
+   * and left alone; anything else is replaced atomically in the same mode,
+   * or detached first when it sits in the other mode (the kernel allows one
+   * of native/generic at a time). 'auto' adopts ours in either mode, else
+   * tries native and falls back to skb when the driver cannot.
+   */
+  attach(link: LinkRef, program: XdpProgram, mode: XdpModeSetting): AttachResult {
+    this.assertOpen();
+    const cur = this.query(link.ifindex);
+    if (cur && cur.program === program && cur.mode !== 'hw' && (mode === 'auto' || cur.mode === mode) && this.usesOurMaps(cur.id)) {
+      this.log.debug({ link: link.name, program, id: cur.id, mode: cur.mode }, 'xdp program adopted');
+      return { program, mode: cur.mode, id: cur.id, adopted: true };
+    }
+    if (mode !== 'auto') return this.attachIn(link, program, mode);
+    try {
+      return this.attachIn(link, program, 'native');
+    } catch (e) {
+      if (!(e instanceof BpfError) || !NATIVE_UNSUPPORTED.has(e.code)) throw e;
+      this.log.info({ link: link.name, program, err: e.message }, 'native XDP refused; falling back to skb mode');
+      return this.attachIn(link, program, 'skb');
+    }
+  }
+
+  private attachIn(link: LinkRef, program: XdpProgram, mode: XdpMode): AttachResult {
+    const ours = this.progs[program];
+    const q = bpf.xdpQuery(link);
+    const sameId = mode === 'native' ? q.drvProgId : q.skbProgId;
+    const otherId = mode === 'native' ? q.skbProgId : q.drvProgId;
+    const otherMode: XdpMode = mode === 'native' ? 'skb' : 'native';
+    if (otherId) {
+      // Native and generic cannot coexist: remove the other one, but only if it is still that program.
+      this.withProgFd(otherId, (oldFd) => bpf.xdpDetach(link, modeFlag(otherMode), oldFd ?? undefined));
+      this.log.info({ link: link.name, id: otherId, mode: otherMode }, 'detached xdp program in the other mode');
+    }
+    const flags = modeFlag(mode);
+    try {
+      if (sameId) {
+        this.withProgFd(sameId, (oldFd) => {
+          if (oldFd === null) bpf.xdpAttach(link, ours.fd, flags | bpf.XDP_FLAGS_UPDATE_IF_NOEXIST);
+          else bpf.xdpAttach(link, ours.fd, flags | bpf.XDP_FLAGS_REPLACE, oldFd);
+        });
+        this.log.info({ link: link.name, program, mode, id: ours.id, replaced: sameId }, 'xdp program replaced');
+      } else {
+        bpf.xdpAttach(link, ours.fd, flags | bpf.XDP_FLAGS_UPDATE_IF_NOEXIST);
+        this.log.info({ link: link.name, program, mode, id: ours.id }, 'xdp program attached');
+      }
+    } catch (e) {
+      if (e instanceof BpfError) {
+        throw new BpfError(e.call, e.errno, { link, detail: `(attach ${program}, ${mode} mode)`, hint: attachHint(mode, e.code, link.name) ?? e.hint });
+      }
+      throw e;
+    }
+    return { program, mode, id: ours.id, adopted: false };
+  }
+
+  /** Detaches whatever XDP program is attached to the link, in every mode. false if there was none. */
+  detach(link: LinkRef): boolean {
+    this.assertOpen();
+    let q: bpf.XdpQuery;
+    try {
+      q = bpf.xdpQuery(link);
+    } catch (e) {
+      if (e instanceof BpfError && e.code === 'ENODEV') return false; // the link is gone, and its programs with it
+      throw e;
+    }
+    let any = false;
+    for (const [id, flag] of [[q.drvProgId, bpf.XDP_FLAGS_DRV_MODE], [q.skbProgId, bpf.XDP_FLAGS_SKB_MODE], [q.hwProgId, bpf.XDP_FLAGS_HW_MODE]] as const) {
+      if (!id) continue;
+      bpf.xdpDetach(link, flag);
+      this.log.info({ link: link.name, id }, 'xdp program detached');
+      any = true;
+    }
+    return any;
+  }
+
+  /** What is attached to ifindex (native before skb before hw), or null. program is null unless it is exactly our loaded program. */
+  query(ifindex: number): AttachedXdp | null {
+    this.assertOpen();
+    const q = bpf.xdpQuery({ ifindex });
+    const pick: [number, XdpMode | 'hw'] | null =
+      q.drvProgId ? [q.drvProgId, 'native'] : q.skbProgId ? [q.skbProgId, 'skb'] : q.hwProgId ? [q.hwProgId, 'hw'] : null;
+    if (!pick) return null;
+    const [id, mode] = pick;
+    const info = this.withProgFd(id, (fd) => (fd === null ? null : bpf.progInfo(fd)));
+    if (!info) return null; // detached between the two calls
+    const program = XDP_PROGRAMS.find((p) => this.progs[p].name === info.name && this.progs[p].tag === info.tag) ?? null;
+    return { id, mode, name: info.name, tag: info.tag, program };
+  }
+
+  /** Entry 0 of router_iface; null clears it (physical then drops and counts physical_drop_no_router). */
+  setRouterIface(ifindex: number | null): void {
+    this.assertOpen();
+    const key = u32(0);
+    if (ifindex === null) {
+      bpf.mapDelete(this.fds.routerIface, key, MAP_NAMES.routerIface);
+      return;
+    }
+    try {
+      bpf.mapUpdate(this.fds.routerIface, key, u32(ifindex), bpf.BPF_ANY, { what: `${MAP_NAMES.routerIface}[0] = ${ifindex}` });
+    } catch (e) {
+      if (e instanceof BpfError && e.code === 'ENODEV') {
+        throw new BpfError(e.call, e.errno, { link: { ifindex }, detail: `(${MAP_NAMES.routerIface}[0])`, hint: 'no such link in this network namespace' });
+      }
+      throw e;
+    }
+  }
+
+  routerIface(): number | null {
+    this.assertOpen();
+    const v = Buffer.alloc(4);
+    return bpf.mapLookup(this.fds.routerIface, u32(0), v, MAP_NAMES.routerIface) ? v.readUInt32LE(0) : null;
+  }
+
+  /** Lets `router` send frames tagged with this ifindex out of that link. */
+  allowEgress(ifindex: number): void {
+    this.assertOpen();
+    if (!Number.isInteger(ifindex) || ifindex < 1 || ifindex > 4095) {
+      throw new BpfError('bpf_map_update_elem', 34, { link: { ifindex }, detail: `(${MAP_NAMES.egress})`, hint: 'only ifindexes 1..4095 fit a VLAN ID' });
+    }
+    try {
+      bpf.mapUpdate(this.fds.egress, u32(ifindex), u32(ifindex), bpf.BPF_ANY, { what: `${MAP_NAMES.egress}[${ifindex}]` });
+    } catch (e) {
+      if (e instanceof BpfError && e.code === 'ENODEV') {
+        throw new BpfError(e.call, e.errno, { link: { ifindex }, detail: `(${MAP_NAMES.egress})`, hint: 'no such link in this network namespace' });
+      }
+      throw e;
+    }
+  }
+
+  disallowEgress(ifindex: number): void {
+    this.assertOpen();
+    bpf.mapDelete(this.fds.egress, u32(ifindex), MAP_NAMES.egress);
+  }
+
+  egress(): number[] {
+    this.assertOpen();
+    const out: number[] = [];
+    const next = Buffer.alloc(4);
+    let key: Buffer | null = null;
+    while (bpf.mapNextKey(this.fds.egress, key, next, MAP_NAMES.egress)) {
+      out.push(next.readUInt32LE(0));
+      key = Buffer.from(next);
+      if (out.length > 4096) break; // the map holds at most 4096: never loop forever on a concurrently changing map
+    }
+    return out.sort((a, b) => a - b);
+  }
+
+  /** xdp_stats summed over CPUs, by COUNTER_NAMES. */
+  counters(): Record<string, bigint> {
+    this.assertOpen();
+    const out: Record<string, bigint> = {};
+    const v = Buffer.alloc(this.statsValueSize * this.ncpus);
+    COUNTER_NAMES.forEach((name, i) => {
+      let sum = 0n;
+      if (bpf.mapLookup(this.fds.stats, u32(i), v, MAP_NAMES.stats)) {
+        for (let c = 0; c < this.ncpus; c++) sum += v.readBigUInt64LE(c * this.statsValueSize);
+      }
+      out[name] = sum;
+    });
+    return out;
+  }
+
+  /**
+   * Runs one frame through a program with BPF_PROG_TEST_RUN. ingressIfindex
+   * must name a link in this namespace (default: the kernel uses lo). With
+   * live: true the frames really go where the verdict says (redirects
+   * happen) and no output frame is returned. Frames under 14 bytes are
+   * refused by the kernel (EINVAL), before the program runs.
+   */
+  testRun(program: XdpProgram, frame: Buffer, opts: { ingressIfindex?: number; repeat?: number; live?: boolean } = {}): TestRunResult {
+    this.assertOpen();
+    const r = bpf.progTestRun(this.progs[program].fd, {
+      data: frame,
+      dataOutSize: opts.live ? 0 : frame.length + 256,
+      ingressIfindex: opts.ingressIfindex,
+      repeat: opts.repeat,
+      live: opts.live,
+    });
+    return { retval: r.retval, verdict: VERDICTS[r.retval] ?? 'aborted', data: Buffer.from(r.data), durationNs: r.durationNs };
+  }
+
+  /** Closes our fds and objects; attached programs and pins stay. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const p of XDP_PROGRAMS) bpf.objectClose(this.progs[p].obj);
+  }
+
+  /** Removes our pins from pinDir (uninstall, tests). Programs still attached keep their maps. */
+  static removePins(pinDir: string): void {
+    for (const name of Object.values(MAP_NAMES)) rmSync(join(pinDir, name), { force: true });
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('Forwarder is closed');
+  }
+
+  private withProgFd<T>(id: number, fn: (fd: number | null) => T): T {
+    const fd = bpf.progFdById(id);
+    try {
+      return fn(fd);
+    } finally {
+      if (fd !== null) bpf.closeFd(fd);
+    }
+  }
+
+  /** Does program `id` use exactly our shared maps? (Otherwise it was loaded against other, e.g. removed, pins.) */
+  private usesOurMaps(id: number): boolean {
+    const ids = this.withProgFd(id, (fd) => (fd === null ? null : bpf.progMapIds(fd)));
+    if (!ids) return false;
+    const ours = this.mapIds();
+    return ids.includes(ours.routerIface) && ids.includes(ours.stats);
+  }
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n >>> 0, 0);
+  return b;
+}
+
+/** Opens one object, reuses or creates its pinned maps, loads it. */
+function loadOne(path: string, name: XdpProgram, pinDir: string, log: Logger): Loaded {
+  const obj = bpf.objectOpenFile(path, { pinRootPath: pinDir });
+  try {
+    for (const map of bpf.objectMaps(obj)) {
+      const pin = bpf.mapPinPath(map);
+      if (!pin) continue; // not pinned (e.g. .rodata): libbpf handles it
+      const fd = bpf.objGet(pin);
+      if (fd === null) continue; // no pin yet: libbpf creates and pins it at load
+      try {
+        const have = bpf.mapInfo(fd);
+        const want = bpf.mapDef(map);
+        if (have.type !== want.type || have.keySize !== want.keySize || have.valueSize !== want.valueSize || have.maxEntries !== want.maxEntries) {
+          throw new BpfError('bpf_map__reuse_fd', 22, {
+            detail: `(pin ${pin}: type ${have.type} key ${have.keySize} value ${have.valueSize} max ${have.maxEntries}; ${name}.o wants ${want.type}/${want.keySize}/${want.valueSize}/${want.maxEntries})`,
+            hint: `a pin left by another netagent version: remove ${pin} and restart`,
+          });
+        }
+        bpf.mapReuseFd(map, fd); // dups fd
+        bpf.mapSetPinPath(map, null); // keep libbpf's pin compatibility check (and re-pin) out of it
+        log.debug({ map: bpf.mapName(map), pin, id: have.id }, 'reusing pinned map');
+      } finally {
+        bpf.closeFd(fd);
+      }
+    }
+    try {
+      bpf.objectLoad(obj, `${name}.o`);
+    } catch (e) {
+      if (e instanceof BpfError) {
+        throw new BpfError(e.call, e.errno, {
+          detail: `(${path})`,
+          hint: e.code === 'EINVAL' ? `is bpffs mounted at ${pinDir}? Else the verifier refused it (see the libbpf log)` : e.hint,
+        });
+      }
+      throw e;
+    }
+    const fd = bpf.programFd(bpf.objectFindProgram(obj, name));
+    const info = bpf.progInfo(fd);
+    return { obj, fd, name: info.name, tag: info.tag, id: info.id };
+  } catch (e) {
+    bpf.objectClose(obj);
+    throw e;
+  }
+}
