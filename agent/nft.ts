@@ -1,0 +1,89 @@
+// nftables for the router profiles: one table of ours (family inet), with
+// named sets of uplink and client interface names, replaced atomically in a
+// single `nft -f -` transaction. Client isolation follows vmsilo's rule:
+// forwarded traffic from one client link to another is dropped, replies to
+// connections a client opened are allowed, client traffic leaving through an
+// uplink is masqueraded. The table is ours alone: nothing else is touched.
+import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import type { Logger } from './log.js';
+import type { RouterGlobals } from './core/plan.js';
+
+/** The ruleset text for our table (pure; tested without root). */
+export function renderRuleset(table: string, g: RouterGlobals): string {
+  const set = (name: string, items: string[]) =>
+    `  set ${name} {\n    type ifname\n${items.length ? `    elements = { ${items.map((i) => JSON.stringify(i)).join(', ')} }\n` : ''}  }\n`;
+  return (
+    // "add" then "delete" makes the delete succeed whether or not the table existed;
+    // the whole file is one transaction, so there is never a moment without rules.
+    `add table inet ${table}\ndelete table inet ${table}\n` +
+    `table inet ${table} {\n` +
+    set('uplinks', g.uplinks) +
+    set('clients', g.clients) +
+    `  chain forward {\n    type filter hook forward priority filter; policy accept;\n` +
+    `    ct state established,related accept\n` +
+    `    iifname @clients oifname @clients counter drop comment "clients are kept apart"\n  }\n` +
+    `  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n` +
+    `    iifname @clients oifname @uplinks counter masquerade\n  }\n` +
+    `}\n`
+  );
+}
+
+export class NftError extends Error {
+  constructor(readonly attempted: string, readonly detail: string) {
+    super(`nftables: ${attempted} failed: ${detail}; check that the nft binary and the nf_tables modules are present (nft list ruleset)`);
+    this.name = 'NftError';
+  }
+}
+
+function nft(args: string[], input: string | null): Promise<{ code: number; stderr: string; stdout: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('nft', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '', stdout = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', (e) => resolve({ code: -1, stderr: e.message, stdout }));
+    child.on('close', (code) => resolve({ code: code ?? -1, stderr, stdout }));
+    child.stdin.on('error', () => { /* nft gone: reported through close */ });
+    child.stdin.end(input ?? '');
+  });
+}
+
+/** Keeps the router profile's table and IPv4 forwarding in the wanted state; skips work when nothing changed. */
+export class RouterFirewall {
+  private applied: string | null = null;
+  private forwarding: boolean | null = null;
+
+  constructor(private readonly table: string, private readonly log: Logger) {}
+
+  async apply(g: RouterGlobals | null): Promise<void> {
+    if (g) {
+      const text = renderRuleset(this.table, g);
+      if (text !== this.applied) {
+        const r = await nft(['-f', '-'], text);
+        if (r.code !== 0) throw new NftError(`loading table inet ${this.table}`, r.stderr.trim() || `exit ${r.code}`);
+        this.applied = text;
+        this.log.info({ uplinks: g.uplinks, clients: g.clients }, 'nftables table updated');
+      }
+      await this.setForwarding(true);
+    } else if (this.applied !== '') {
+      await this.remove();
+    }
+  }
+
+  /** Removes our table (profile switch away from a router profile, or a stale table from an earlier run). */
+  async remove(): Promise<void> {
+    const r = await nft(['delete', 'table', 'inet', this.table], null);
+    if (r.code !== 0 && !/No such file|does not exist/i.test(r.stderr)) {
+      throw new NftError(`deleting table inet ${this.table}`, r.stderr.trim());
+    }
+    if (r.code === 0) this.log.info({ table: this.table }, 'nftables table removed');
+    this.applied = '';
+  }
+
+  private async setForwarding(on: boolean): Promise<void> {
+    if (this.forwarding === on) return;
+    await writeFile('/proc/sys/net/ipv4/ip_forward', on ? '1\n' : '0\n');
+    this.forwarding = on;
+  }
+}

@@ -1,0 +1,164 @@
+// The status report: its shape (the contract of SPEC.md), the control socket
+// that serves it (root only), the client `netagent status` uses, and the table
+// a person reads at the console.
+import { createServer, createConnection, type Server } from 'node:net';
+import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Logger } from './log.js';
+import type { Role, LinkState, XdpProgram } from './core/plan.js';
+
+export interface InterfaceStatus {
+  name: string;
+  ifindex: number;
+  mac: string;
+  role: Role;
+  state: LinkState;
+  addresses: string[];
+  xdp: { program: XdpProgram; mode: 'skb' | 'native'; id: number } | null;
+  error: string | null;
+  /** Why a link is ignored, or what it is for (uplink, client address): for people. */
+  note: string | null;
+  up: boolean;
+  mtu: number;
+}
+
+export interface StatusReport {
+  profile: string;
+  ready: boolean;
+  interfaces: InterfaceStatus[];
+  version: string;
+  pid: number;
+  uptimeSeconds: number;
+  xdpMode: string;
+  routerIface: number | null;
+  counters: Record<string, string>; // bigint as decimal strings (JSON has no bigint)
+  lastError: string | null;
+}
+
+/** Serves status reports on a Unix socket that only root may open (0600 in a 0700 directory). */
+export class ControlServer {
+  private server: Server | null = null;
+  constructor(private readonly path: string, private readonly report: () => StatusReport, private readonly log: Logger) {}
+
+  async listen(): Promise<void> {
+    mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
+    // A socket file left by a killed agent would make listen() fail with EADDRINUSE.
+    try {
+      if (statSync(this.path).isSocket()) rmSync(this.path);
+    } catch { /* not there */ }
+    const server = createServer((conn) => {
+      conn.setTimeout(5000, () => conn.destroy());
+      let buf = '';
+      conn.on('data', (d) => {
+        buf += d.toString('utf8');
+        if (buf.length > 4096) return conn.destroy(); // a request is one short line
+        const nl = buf.indexOf('\n');
+        if (nl < 0) return;
+        let reply: unknown;
+        try {
+          const req = JSON.parse(buf.slice(0, nl)) as { cmd?: unknown };
+          reply = req.cmd === 'status' ? this.report() : { error: `unknown command ${JSON.stringify(req.cmd)}` };
+        } catch (e) {
+          reply = { error: `bad request: ${(e as Error).message}` };
+        }
+        conn.end(JSON.stringify(reply) + '\n');
+      });
+      conn.on('error', () => { /* client went away */ });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      const old = process.umask(0o177); // the socket is born 0600: no window where others could connect
+      try {
+        server.listen(this.path, () => resolve());
+      } finally {
+        process.umask(old);
+      }
+    });
+    chmodSync(this.path, 0o600);
+    server.on('error', (e) => this.log.error({ err: e, socket: this.path }, 'control socket error'));
+    this.server = server;
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (s) await new Promise<void>((r) => s.close(() => r()));
+    try { rmSync(this.path); } catch { /* gone */ }
+  }
+}
+
+export class StatusError extends Error {}
+
+/** Asks the running daemon for its report. Rejects with a one-line reason. */
+export function requestStatus(path: string, timeoutMs = 3000): Promise<StatusReport> {
+  return new Promise((resolve, reject) => {
+    const conn = createConnection(path);
+    let buf = '';
+    const fail = (why: string) => {
+      conn.destroy();
+      reject(new StatusError(why));
+    };
+    const timer = setTimeout(() => fail(`the daemon did not answer on ${path} within ${timeoutMs} ms`), timeoutMs);
+    conn.on('connect', () => conn.write(JSON.stringify({ cmd: 'status' }) + '\n'));
+    conn.on('data', (d) => (buf += d.toString('utf8')));
+    conn.on('end', () => {
+      clearTimeout(timer);
+      try {
+        const r = JSON.parse(buf) as StatusReport & { error?: string };
+        if (r.error) return reject(new StatusError(`the daemon refused: ${r.error}`));
+        resolve(r);
+      } catch {
+        reject(new StatusError(`the daemon's answer on ${path} is not JSON`));
+      }
+    });
+    conn.on('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      const why =
+        e.code === 'ENOENT' ? `netagent is not running (no control socket at ${path}); start it or check the service: s6-svstat /run/service/netagent`
+        : e.code === 'ECONNREFUSED' ? `netagent is not running (${path} refuses connections: a stale socket?)`
+        : e.code === 'EACCES' ? `permission denied on ${path}: netagent status must run as root`
+        : `cannot reach netagent at ${path}: ${e.code ?? e.message}`;
+      reject(new StatusError(why));
+    });
+  });
+}
+
+function fmtDuration(s: number): string {
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
+  return d ? `${d}d${h}h` : h ? `${h}h${m}m` : m ? `${m}m${sec}s` : `${sec}s`;
+}
+
+/** The human table for the console: fixed columns, errors spelled out below it. */
+export function formatStatus(r: StatusReport): string {
+  const head = ['IFACE', 'IDX', 'MAC', 'ROLE', 'STATE', 'ADDRESSES', 'XDP', 'NOTE'];
+  const rows = r.interfaces.map((i) => [
+    i.name + (i.up ? '' : ' (down)'),
+    String(i.ifindex),
+    i.mac || '-',
+    i.role,
+    i.state,
+    i.addresses.length ? i.addresses.join(',') : '-',
+    i.xdp ? `${i.xdp.program}/${i.xdp.mode} #${i.xdp.id}` : '-',
+    i.error ? 'see below' : i.note ?? '',
+  ]);
+  const widths = head.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c]!.length)));
+  const line = (cells: string[]) => cells.map((x, c) => (c === cells.length - 1 ? x : x.padEnd(widths[c]!))).join('  ').trimEnd();
+  const out = [
+    `netagent ${r.version}  profile ${r.profile}  xdp ${r.xdpMode}  ${r.ready ? 'ready' : 'NOT READY (coldplug running)'}  up ${fmtDuration(r.uptimeSeconds)}  pid ${r.pid}`,
+    '',
+    line(head),
+    ...rows.map(line),
+  ];
+  const failed = r.interfaces.filter((i) => i.error);
+  if (failed.length) {
+    out.push('', 'errors:');
+    for (const i of failed) out.push(`  ${i.name}: ${i.error}`);
+  }
+  const c = r.counters;
+  const nonzero = Object.entries(c).filter(([, v]) => v !== '0');
+  if (Object.keys(c).length) {
+    out.push('', `forwarder: router_iface ${r.routerIface ?? 'empty'}; ` + (nonzero.length ? nonzero.map(([k, v]) => `${k} ${v}`).join(', ') : 'no frames counted yet'));
+  }
+  if (r.lastError) out.push('', `last error: ${r.lastError}`);
+  return out.join('\n') + '\n';
+}
