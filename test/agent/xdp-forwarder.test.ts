@@ -1,0 +1,182 @@
+// The agent in the xdp-forwarder profile, for real: its own namespace (the
+// "net VM"), veths as NICs, a private bpffs. Coldplug, hotplug, removal,
+// restart after kill -9 with nothing doubled, clean shutdown, status.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Sandbox, ownNetns, ip, ipJson, run } from '../lib/sandbox.js';
+import { AgentProc, sleep } from '../lib/agent.js';
+
+await ownNetns(import.meta.url);
+const sb = new Sandbox();
+const pins = sb.bpffs();
+const lanA = sb.netns('lan');
+const routerNs = sb.netns('rtr');
+const physA = sb.veth(null, lanA, { macA: '52:54:00:aa:00:01' });
+const rlink = sb.veth(null, routerNs, { macA: '02:01:00:00:00:01' });
+let agent = new AgentProc(sb, null, pins);
+agent.writeConfig({ profile: 'xdp-forwarder' });
+
+interface IpLink { ifname: string; ifindex: number; flags: string[]; mtu: number; xdp?: { mode: number; prog?: { id: number }; prog_id?: number } }
+const ipLink = (name: string): IpLink => ipJson<IpLink[]>(null, '-d', 'link', 'show', 'dev', name)[0]!;
+const xdpId = (l: IpLink): number | null => l.xdp?.prog?.id ?? (l.xdp as { prog?: { id: number } } | undefined)?.prog?.id ?? null;
+const egressMap = (): number[] => {
+  const out = JSON.parse(run('bpftool', ['-j', 'map', 'dump', 'pinned', `${pins}/router_egress`])) as Array<{ key: number[] | string[]; formatted?: { key: number } }>;
+  return out.map((e) => e.formatted?.key ?? Buffer.from((e.key as string[]).map((x) => parseInt(String(x), 16))).readUInt32LE(0)).sort((a, b) => a - b);
+};
+const routerIfaceMap = (): number | null => {
+  const out = JSON.parse(run('bpftool', ['-j', 'map', 'dump', 'pinned', `${pins}/router_iface`])) as Array<{ value: string[]; formatted?: { value: number } }>;
+  if (!out.length) return null;
+  return out[0]!.formatted?.value ?? Buffer.from(out[0]!.value.map((x) => parseInt(String(x), 16))).readInt32LE(0);
+};
+
+test('coldplug: links present at start are configured before readiness', async () => {
+  const ms = await agent.start();
+  const s = agent.status();
+  assert.is(s.profile, 'xdp-forwarder');
+  assert.ok(s.ready);
+  const a = s.interfaces.find((i) => i.name === physA.a)!;
+  assert.is(a.role, 'physical');
+  assert.is(a.state, 'configured', JSON.stringify(a));
+  assert.equal(a.xdp && [a.xdp.program, a.xdp.mode], ['physical', 'skb']);
+  const r = s.interfaces.find((i) => i.name === rlink.a)!;
+  assert.is(r.role, 'router-link');
+  assert.is(r.state, 'configured', JSON.stringify(r));
+  assert.equal(r.xdp && r.xdp.program, 'router');
+  const lo = s.interfaces.find((i) => i.name === 'lo')!;
+  assert.equal([lo.role, lo.state, lo.xdp], ['loopback', 'ignored', null]);
+  // What the kernel says, not what the agent says:
+  const k = ipLink(rlink.a);
+  assert.ok(k.flags.includes('PROMISC'), 'router link promiscuous');
+  assert.ok(k.flags.includes('UP'));
+  assert.is(xdpId(k), r.xdp!.id);
+  assert.is(xdpId(ipLink(physA.a)), a.xdp!.id);
+  assert.is(routerIfaceMap(), r.ifindex);
+  assert.equal(egressMap(), [a.ifindex]);
+  console.log(`    start-to-ready ${ms.toFixed(0)} ms`);
+});
+
+let physB: { a: string; b: string };
+test('hotplug: a new NIC is configured within milliseconds, once', async () => {
+  const lanB = sb.netns('lan');
+  const t0 = performance.now();
+  physB = sb.veth(null, lanB, { macA: '52:54:00:bb:00:01', up: false });
+  // Watch the kernel, not the agent: up + XDP attached.
+  let l: IpLink;
+  for (;;) {
+    l = ipLink(physB.a);
+    if (l.flags.includes('UP') && xdpId(l)) break;
+    if (performance.now() - t0 > 10_000) assert.unreachable(`not configured: ${JSON.stringify(l)}`);
+    await sleep(2);
+  }
+  console.log(`    hotplug-to-configured ${(performance.now() - t0).toFixed(1)} ms (incl. polling with ip)`);
+  await agent.waitFor((s) => s.interfaces.some((i) => i.name === physB.a && i.state === 'configured'), 'physB configured');
+  assert.equal(egressMap(), [ipLink(physA.a).ifindex, l!.ifindex].sort((a, b) => a - b));
+  const attaches = agent.logs.filter((x) => x.includes(physB.a) && x.includes('attach physical'));
+  assert.is(attaches.length, 1, 'attached exactly once');
+});
+
+test('the router link MTU follows the largest physical MTU', async () => {
+  ip(null, 'link', 'set', physB.a, 'mtu', '9000');
+  const t0 = Date.now();
+  while (ipLink(rlink.a).mtu !== 9000) {
+    if (Date.now() - t0 > 10_000) assert.unreachable(`router link mtu ${ipLink(rlink.a).mtu}`);
+    await sleep(20);
+  }
+});
+
+test('removal: the allowlist entry goes with the NIC', async () => {
+  const gone = ipLink(physB.a).ifindex;
+  ip(null, 'link', 'del', physB.a);
+  await agent.waitFor((s) => !s.interfaces.some((i) => i.name === physB.a), 'physB gone from status');
+  const t0 = Date.now();
+  while (egressMap().includes(gone)) {
+    if (Date.now() - t0 > 5000) assert.unreachable('egress entry left behind');
+    await sleep(20);
+  }
+  assert.equal(egressMap(), [ipLink(physA.a).ifindex]);
+});
+
+test('restart after kill -9: state adopted, nothing doubled or re-attached', async () => {
+  const before = agent.status();
+  const ids = Object.fromEntries(before.interfaces.filter((i) => i.xdp).map((i) => [i.name, i.xdp!.id]));
+  await agent.stop('SIGKILL');
+  const progsBefore = run('bpftool', ['-j', 'prog', 'show']);
+  agent = new AgentProc(sb, null, pins, { dir: agent.dir });
+  await agent.start();
+  const after = agent.status();
+  for (const i of after.interfaces.filter((x) => x.xdp)) {
+    assert.is(i.xdp!.id, ids[i.name], `${i.name} keeps program ${ids[i.name]}`);
+    assert.is(i.state, 'configured');
+  }
+  assert.is(after.interfaces.filter((x) => x.xdp).length, Object.keys(ids).length);
+  assert.not.ok(agent.logs.some((l) => l.includes('"link configured"')), `nothing to do after restart, got: ${agent.logs.filter((l) => l.includes('link configured')).join('\n')}`);
+  // One program per link, no orphans attached anywhere:
+  const net = JSON.parse(run('bpftool', ['-j', 'net', 'show']));
+  const xdpEntries = (net[0]?.xdp ?? []) as Array<{ devname: string; id: number }>;
+  assert.is(xdpEntries.length, 2, JSON.stringify(xdpEntries));
+  assert.ok(progsBefore.length > 0);
+  assert.equal(egressMap(), [ipLink(physA.a).ifindex]);
+});
+
+test('status --json matches the contract', async () => {
+  const s = agent.status();
+  assert.type(s.profile, 'string');
+  assert.type(s.ready, 'boolean');
+  assert.ok(Array.isArray(s.interfaces));
+  const roles = ['router-link', 'physical', 'inter-vm', 'client-link', 'loopback', 'ignored'];
+  const states = ['configured', 'pending', 'failed', 'ignored'];
+  for (const i of s.interfaces) {
+    assert.type(i.name, 'string');
+    assert.type(i.ifindex, 'number');
+    assert.type(i.mac, 'string');
+    assert.ok(roles.includes(i.role), i.role);
+    assert.ok(states.includes(i.state), i.state);
+    assert.ok(Array.isArray(i.addresses) && i.addresses.every((a) => /^\d+\.\d+\.\d+\.\d+\/\d+$/.test(a)));
+    if (i.xdp !== null) {
+      assert.ok(['physical', 'router'].includes(i.xdp.program));
+      assert.ok(['skb', 'native'].includes(i.xdp.mode));
+      assert.type(i.xdp.id, 'number');
+    }
+    assert.ok(i.error === null || typeof i.error === 'string');
+  }
+  const table = agent.statusRaw();
+  assert.is(table.status, 0);
+  assert.match(table.stdout, /IFACE\s+IDX\s+MAC\s+ROLE\s+STATE/);
+  assert.match(table.stdout, new RegExp(`${rlink.a}\\s+\\d+\\s+02:01:00:00:00:01\\s+router-link\\s+configured`));
+});
+
+test('a NIC with ifindex above 4095 fails with a reason; the others carry on', async () => {
+  const lanC = sb.netns('lan');
+  const big = sb.veth(null, lanC, { macA: '52:54:00:cc:00:01', indexA: 5000 });
+  await agent.waitFor((s) => s.interfaces.some((i) => i.name === big.a && i.state === 'failed'), 'big ifindex failed');
+  const i = agent.iface(big.a)!;
+  assert.match(i.error!, /ifindex 5000 does not fit a VLAN ID/);
+  assert.is(xdpId(ipLink(big.a)), null, 'nothing attached');
+  assert.is(agent.iface(physA.a)!.state, 'configured');
+  const table = agent.statusRaw();
+  assert.match(table.stdout, /errors:\n.*ifindex 5000/);
+});
+
+test('SIGTERM: clean exit, XDP stays attached so forwarding survives', async () => {
+  const id = agent.iface(physA.a)!.xdp!.id;
+  const code = await agent.stop('SIGTERM');
+  assert.is(code, 0);
+  assert.is(xdpId(ipLink(physA.a)), id);
+  const down = agent.statusRaw();
+  assert.is.not(down.status, 0);
+  assert.match(down.stderr, /netagent status: netagent is not running/);
+  assert.is(down.stderr.trim().split('\n').length, 1, 'one line');
+});
+
+test('detachOnExit: the agent takes its programs with it', async () => {
+  agent = new AgentProc(sb, null, pins, { dir: agent.dir });
+  agent.writeConfig({ profile: 'xdp-forwarder', detachOnExit: true });
+  await agent.start();
+  assert.ok(xdpId(ipLink(physA.a)));
+  assert.is(await agent.stop('SIGTERM'), 0);
+  assert.is(xdpId(ipLink(physA.a)), null);
+  assert.is(xdpId(ipLink(rlink.a)), null);
+});
+
+test.after(() => sb.cleanup());
+test.run();

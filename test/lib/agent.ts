@@ -1,0 +1,116 @@
+// Runs the real agent (bin/netagent run) inside a test namespace, with its own
+// pin directory (private bpffs), control socket and config file; waits for
+// s6-style readiness on fd 3; asks `bin/netagent status --json`.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROOT, inNs, type Sandbox } from './sandbox.js';
+
+export interface AgentStatus {
+  profile: string;
+  ready: boolean;
+  interfaces: Array<{
+    name: string; ifindex: number; mac: string; role: string; state: string; addresses: string[];
+    xdp: { program: string; mode: string; id: number } | null; error: string | null;
+  }>;
+  [k: string]: unknown;
+}
+
+export class AgentProc {
+  child: ChildProcess | null = null;
+  logs: string[] = [];
+  readonly dir: string;
+  readonly socket: string;
+  readonly config: string;
+
+  constructor(readonly sb: Sandbox, readonly ns: string | null, readonly pinDir: string, opts: { dir?: string } = {}) {
+    this.dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'netagent-run-'));
+    this.socket = join(this.dir, 'control.sock');
+    this.config = join(this.dir, 'config.json');
+  }
+
+  writeConfig(cfg: Record<string, unknown>): void {
+    writeFileSync(this.config, JSON.stringify(cfg, null, 2));
+  }
+
+  /** Starts the agent and resolves when it signals readiness (ms from spawn to ready). */
+  start(timeoutMs = 30_000): Promise<number> {
+    const argv = [join(ROOT, 'bin', 'netagent'), 'run', '--config', this.config, '--socket', this.socket, '--pin-dir', this.pinDir, '--notify-fd', '3'];
+    const full = this.ns ? inNs(this.ns, argv) : argv;
+    const t0 = performance.now();
+    const child = spawn(full[0]!, full.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, NETAGENT_LOG_LEVEL: process.env.NETAGENT_LOG_LEVEL ?? 'info' } });
+    this.sb.children.add(child);
+    this.child = child;
+    let partial = '';
+    const collect = (d: Buffer) => {
+      partial += d.toString('utf8');
+      const lines = partial.split('\n');
+      partial = lines.pop()!;
+      this.logs.push(...lines.filter(Boolean));
+    };
+    child.stdout!.on('data', collect);
+    child.stderr!.on('data', collect);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`agent not ready within ${timeoutMs} ms; logs:\n${this.logs.slice(-30).join('\n')}`)), timeoutMs);
+      const notify = child.stdio[3] as NodeJS.ReadableStream;
+      notify.on('data', (d: Buffer) => {
+        if (d.includes(10)) {
+          clearTimeout(timer);
+          resolve(performance.now() - t0);
+        }
+      });
+      child.once('exit', (code, sig) => {
+        clearTimeout(timer);
+        reject(new Error(`agent exited (${sig ?? code}) before ready; logs:\n${this.logs.slice(-30).join('\n')}`));
+      });
+    });
+  }
+
+  /** `netagent status --json` as a person would run it (in the agent's namespace). */
+  status(): AgentStatus {
+    const r = this.statusRaw(['--json']);
+    if (r.status !== 0) throw new Error(`netagent status failed (${r.status}): ${r.stderr}`);
+    return JSON.parse(r.stdout) as AgentStatus;
+  }
+
+  statusRaw(args: string[] = []): { status: number | null; stdout: string; stderr: string } {
+    const argv = [join(ROOT, 'bin', 'netagent'), 'status', '--socket', this.socket, ...args];
+    const full = this.ns ? inNs(this.ns, argv) : argv;
+    const r = spawnSync(full[0]!, full.slice(1), { encoding: 'utf8', timeout: 15_000 });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  iface(name: string) {
+    return this.status().interfaces.find((i) => i.name === name);
+  }
+
+  /** Polls until pred(status) holds; returns ms waited. */
+  async waitFor(pred: (s: AgentStatus) => boolean, what: string, timeoutMs = 15_000): Promise<number> {
+    const t0 = performance.now();
+    let last: AgentStatus | null = null;
+    while (performance.now() - t0 < timeoutMs) {
+      try {
+        last = this.status();
+        if (pred(last)) return performance.now() - t0;
+      } catch { /* not up yet */ }
+      await sleep(25);
+    }
+    throw new Error(`timed out waiting for ${what}; last status: ${JSON.stringify(last?.interfaces.map((i) => [i.name, i.role, i.state, i.addresses, i.xdp?.program, i.error]))}\nlogs:\n${this.logs.slice(-20).join('\n')}`);
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const c = this.child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return c?.exitCode ?? null;
+    return new Promise((resolve) => {
+      c.once('exit', (code) => resolve(code));
+      c.kill(signal);
+    });
+  }
+
+  get pid(): number {
+    return this.child?.pid ?? -1;
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
