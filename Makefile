@@ -53,5 +53,17 @@ test: deps build
 demo: deps build
 	bash test/demo.sh
 
+# The network VM: a bootable kernel + initramfs from Debian parts (rootfs/).
+image: deps build
+	bash rootfs/build-image.sh
+
+# Boot it in qemu with a serial console on this terminal (PROFILE=router-p2p for the router profile).
+vm: image
+	bash rootfs/run-vm.sh
+
+# Benchmarks against the published approach; results in bench/results/.
+bench: deps build
+	@if [ -f bench/run.mjs ]; then node bench/run.mjs; else bash bench/run.sh; fi
+
 clean:
 	rm -rf dist build native/build .deps-apt .deps-npm
