@@ -351,12 +351,12 @@ export class Forwarder {
     }
   }
 
-  /** Does program `id` use exactly our shared maps? (Otherwise it was loaded against other, e.g. removed, pins.) */
+  /** Are all maps program `id` uses our shared maps? (Otherwise it was loaded against other, e.g. removed, pins.) */
   private usesOurMaps(id: number): boolean {
     const ids = this.withProgFd(id, (fd) => (fd === null ? null : bpf.progMapIds(fd)));
     if (!ids) return false;
-    const ours = this.mapIds();
-    return ids.includes(ours.routerIface) && ids.includes(ours.stats);
+    const ours = new Set(Object.values(this.mapIds()));
+    return ids.length > 0 && ids.every((m) => ours.has(m));
   }
 }
 
