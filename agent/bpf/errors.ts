@@ -36,7 +36,7 @@ export class BpfError extends Error {
   constructor(call: string, errno: number, opts: { link?: LinkInfo; hint?: string; detail?: string } = {}) {
     const n = Math.abs(errno);
     const code = errnoName(n);
-    const where = opts.link ? ` on ${opts.link.name ?? 'ifindex'} (ifindex ${opts.link.ifindex})` : '';
+    const where = opts.link ? (opts.link.name ? ` on ${opts.link.name} (ifindex ${opts.link.ifindex})` : ` on ifindex ${opts.link.ifindex}`) : '';
     const detail = opts.detail ? ` ${opts.detail}` : '';
     const hint = opts.hint ? `: ${opts.hint}` : '';
     super(`${call}${where} failed with ${code} (${n})${detail}${hint}`);

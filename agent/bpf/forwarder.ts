@@ -49,6 +49,8 @@ export const COUNTER_NAMES: readonly string[] = [
 ];
 
 const BPF_FS_MAGIC = 0xcafe4a11;
+/** A DEVMAP update with an ifindex the kernel cannot resolve fails with EINVAL (ENODEV on some kernels). */
+const NO_LINK_HINT = 'no such link in this network namespace (a devmap entry must name an existing link)';
 const VERDICTS = ['aborted', 'drop', 'pass', 'tx', 'redirect'] as const;
 /** Errors of a native attach that mean "this driver cannot", so auto falls back to skb. */
 const NATIVE_UNSUPPORTED = new Set(['EOPNOTSUPP', 'ENOTSUPP', 'EINVAL', 'ERANGE', 'E2BIG', 'ENOMEM', 'ENXIO']);
@@ -245,8 +247,8 @@ export class Forwarder {
     try {
       bpf.mapUpdate(this.fds.routerIface, key, u32(ifindex), bpf.BPF_ANY, { what: `${MAP_NAMES.routerIface}[0] = ${ifindex}` });
     } catch (e) {
-      if (e instanceof BpfError && e.code === 'ENODEV') {
-        throw new BpfError(e.call, e.errno, { link: { ifindex }, detail: `(${MAP_NAMES.routerIface}[0])`, hint: 'no such link in this network namespace' });
+      if (e instanceof BpfError && (e.code === 'EINVAL' || e.code === 'ENODEV')) {
+        throw new BpfError(e.call, e.errno, { link: { ifindex }, detail: `(${MAP_NAMES.routerIface}[0])`, hint: NO_LINK_HINT });
       }
       throw e;
     }
@@ -267,8 +269,8 @@ export class Forwarder {
     try {
       bpf.mapUpdate(this.fds.egress, u32(ifindex), u32(ifindex), bpf.BPF_ANY, { what: `${MAP_NAMES.egress}[${ifindex}]` });
     } catch (e) {
-      if (e instanceof BpfError && e.code === 'ENODEV') {
-        throw new BpfError(e.call, e.errno, { link: { ifindex }, detail: `(${MAP_NAMES.egress})`, hint: 'no such link in this network namespace' });
+      if (e instanceof BpfError && (e.code === 'EINVAL' || e.code === 'ENODEV')) {
+        throw new BpfError(e.call, e.errno, { link: { ifindex }, detail: `(${MAP_NAMES.egress})`, hint: NO_LINK_HINT });
       }
       throw e;
     }
