@@ -118,7 +118,18 @@ export class Forwarder {
     pinDirCheck(opts.pinDir);
     const loaded: Partial<Record<XdpProgram, Loaded>> = {};
     try {
-      for (const name of XDP_PROGRAMS) loaded[name] = loadOne(join(opts.bpfDir, `${name}.o`), name, opts.pinDir, opts.log);
+      for (const name of XDP_PROGRAMS) {
+        const path = join(opts.bpfDir, `${name}.o`);
+        try {
+          loaded[name] = loadOne(path, name, opts.pinDir, opts.log);
+        } catch (e) {
+          // Another process pinned a map between our look and libbpf's pin (two agents
+          // starting at once): the pin exists now, so a second attempt reuses it.
+          if (!(e instanceof BpfError) || e.code !== 'EEXIST') throw e;
+          opts.log.warn({ object: path }, 'a pin appeared while loading; retrying once to reuse it');
+          loaded[name] = loadOne(path, name, opts.pinDir, opts.log);
+        }
+      }
       const fw = new Forwarder(loaded as Record<XdpProgram, Loaded>, opts.log, opts.pinDir);
       opts.log.debug({ physical: loaded.physical!.id, router: loaded.router!.id, pinDir: opts.pinDir }, 'xdp programs loaded');
       return fw;
@@ -222,10 +233,20 @@ export class Forwarder {
     return any;
   }
 
-  /** What is attached to ifindex (native before skb before hw), or null. program is null unless it is exactly our loaded program. */
+  /**
+   * What is attached to ifindex (native before skb before hw), or null (also
+   * when the link does not exist). program is null unless it is exactly our
+   * loaded program (same name and tag).
+   */
   query(ifindex: number): AttachedXdp | null {
     this.assertOpen();
-    const q = bpf.xdpQuery({ ifindex });
+    let q: bpf.XdpQuery;
+    try {
+      q = bpf.xdpQuery({ ifindex });
+    } catch (e) {
+      if (e instanceof BpfError && e.code === 'ENODEV') return null; // the link is gone, and its programs with it
+      throw e;
+    }
     const pick: [number, XdpMode | 'hw'] | null =
       q.drvProgId ? [q.drvProgId, 'native'] : q.skbProgId ? [q.skbProgId, 'skb'] : q.hwProgId ? [q.hwProgId, 'hw'] : null;
     if (!pick) return null;

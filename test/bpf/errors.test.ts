@@ -80,6 +80,11 @@ test('map errors name the link; libbpf messages reach the logger', () => {
     assert.match(e.message, /ifindex 4000/);
     assert.match(e.hint ?? '', /no such link/);
     assert.is(catchErr(() => fw.allowEgress(5000)).code, 'ERANGE');
+    assert.is(fw.query(4000), null, 'query of a link that does not exist: nothing attached');
+    assert.is(fw.detach({ ifindex: 4000, name: 'ghost' }), false);
+    const ghost = catchErr(() => fw.attach({ ifindex: 4000, name: 'ghost' }, 'physical', 'skb'));
+    assert.is(ghost.code, 'ENODEV');
+    assert.match(ghost.message, /^bpf_xdp_attach on ghost \(ifindex 4000\) failed with ENODEV/);
     assert.is(catchErr(() => fw.testRun('router', Buffer.alloc(5))).code, 'EINVAL');
     // A frame bigger than a test-run page is refused too, not a crash.
     const big = catchErr(() => fw.testRun('physical', Buffer.concat([ethFrame(), Buffer.alloc(9000)]), { live: true }));
