@@ -9,6 +9,7 @@ import { Forwarder, type AttachResult, type XdpProgram, type XdpModeSetting } fr
 import { silentLogger } from '../../agent/log.js';
 import { Sandbox, ROOT, ipJson, ownNetns, run } from '../lib/sandbox.js';
 import { ethFrame } from '../lib/frames.js';
+import * as bpf from '../../agent/bpf/libbpf.js';
 
 await ownNetns(import.meta.url);
 
@@ -92,6 +93,19 @@ test('first agent: load (no pins yet) and attach', () => {
   assert.is(pinnedMapId('xdp_stats'), ids.stats);
 });
 
+test('libbpf 1.1.2 on its own refuses the pinned DEVMAP (why Forwarder reuses pins explicitly)', () => {
+  const obj = bpf.objectOpenFile(join(bpfDir, 'router.o'), { pinRootPath: pinDir });
+  try {
+    bpf.objectLoad(obj, 'router.o');
+    assert.unreachable('libbpf reused the pinned DEVMAP by itself: this libbpf has the fix (>= 1.7?)');
+  } catch (e) {
+    assert.instance(e, bpf.BpfError);
+    assert.is((e as bpf.BpfError).code, 'EINVAL');
+  } finally {
+    bpf.objectClose(obj);
+  }
+});
+
 test('second process: same pinned maps, shared contents, adopts without stacking', () => {
   const before = fw.counters();
   const c = child([
@@ -124,7 +138,9 @@ test('a different program on the link is replaced atomically; ours comes back th
 });
 
 test('switching modes: native replaces skb (never both), auto adopts what is there', () => {
+  const t = performance.now();
   const n = fw.attach(NIC, 'physical', 'native');
+  figures.switch_to_native_ms = performance.now() - t;
   assert.equal(n, { program: 'physical', mode: 'native', id: fw.loaded().physical.id, adopted: false });
   assert.equal(xdpOf(NIC.name), { mode: 1, ids: [fw.loaded().physical.id] }, 'veth has native XDP; only one program');
   assert.equal(fw.query(NIC.ifindex), { id: n.id, mode: 'native', name: 'physical', tag: fw.loaded().physical.tag, program: 'physical' });
