@@ -8,6 +8,13 @@
 // allowEgress() for every NIC it attached `physical` to (and disallowEgress()
 // when such a NIC goes away), so map contents and attachments can be reasoned
 // about separately.
+//
+// Modes: 'skb' (generic XDP) works on every link and redirects to any
+// link. 'native' needs driver support (virtio-net, veth; not lo) and, for
+// XDP_REDIRECT, a target driver with ndo_xdp_xmit: a veth target only
+// transmits natively-redirected frames when its peer has XDP or GRO/NAPI
+// enabled. libbpf_set_print is process-global: the logger of the last
+// Forwarder.open receives libbpf's messages.
 import { existsSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
