@@ -1,0 +1,526 @@
+// rtnetlink client over our own netlink socket (socket.ts).
+//
+// Rtnl: requests and dumps on a socket of its own that never joins a
+// multicast group. Every request carries a sequence number and NLM_F_ACK and
+// has a timeout; at most maxInFlight are outstanding (more queue, started in
+// the order they were made); dumps run one at a time (the kernel allows one
+// per socket) and are retried when the kernel marks them interrupted.
+// Kernel refusals become NetlinkError with the errno name and the ext-ack text.
+//
+// RtnlEvents: multicast notifications on another socket, decoded; 'overflow'
+// when the kernel dropped some (ENOBUFS), after which the consumer re-dumps.
+import { EventEmitter } from 'node:events';
+import { getSystemErrorMap } from 'node:util';
+import type { Logger } from '../log.js';
+import * as C from './constants.js';
+import {
+  attr, attrU32, decodeAddr, decodeError, decodeLink, decodeRoute, encodeMsg, ifaddrmsg, ifinfomsg,
+  parseCidr, parseIp, parseMessages, rtmsg, type Attr, type NlMsg, type Result,
+} from './codec.js';
+import { NetlinkSocket, isSysErr, type SysErr } from './socket.js';
+import type { AddrMsg, LinkMsg, RouteMsg } from './codec.js';
+
+export type { AddrMsg, LinkMsg, RouteMsg, XdpAttached } from './codec.js';
+
+export interface RouteSpec {
+  /** CIDR, '0.0.0.0/0' (or '::/0') for default */
+  dst: string;
+  oif: number;
+  gateway?: string;
+  scope?: 'universe' | 'link' | 'host';
+  /** default: main (254) */
+  table?: number;
+  /** default RTPROT_STATIC (4); the agent passes its own */
+  protocol?: number;
+  priority?: number;
+}
+
+const errMap = getSystemErrorMap();
+const ERRNO = { ETIMEDOUT: 110, ECANCELED: 125, EPROTO: 71, EINVAL: 22, EBADF: 9 } as const;
+
+function describeErrno(errno: number): { code: string; text: string } {
+  const e = errMap.get(-errno);
+  return e ? { code: e[0], text: e[1] } : { code: `E${errno}`, text: `errno ${errno}` };
+}
+
+/** A request the kernel refused (or that got no answer: code ETIMEDOUT). */
+export class NetlinkError extends Error {
+  readonly errno: number;
+  readonly code: string;
+  readonly extack: string | null;
+  readonly request: string;
+
+  constructor(request: string, errno: number, extack: string | null = null, detail?: string) {
+    const { code, text } = describeErrno(errno);
+    super(`${request}: ${code} (${detail ?? text})${extack ? `: ${extack}` : ''}`);
+    this.name = 'NetlinkError';
+    this.errno = errno;
+    this.code = code;
+    this.extack = extack;
+    this.request = request;
+  }
+}
+
+interface Request {
+  desc: string;
+  dump: boolean;
+  /** builds the message for a given sequence number (dumps are re-sent on NLM_F_DUMP_INTR) */
+  build: (seq: number) => Buffer;
+  resolve: (msgs: NlMsg[]) => void;
+  reject: (e: Error) => void;
+  seq: number;
+  parts: NlMsg[];
+  interrupted: boolean;
+  attempts: number;
+  timer: NodeJS.Timeout | null;
+}
+
+const MAX_DUMP_ATTEMPTS = 10;
+// Skip per-link statistics in link dumps and gets: halves the bytes, which we never read.
+const RTEXT_FILTER_SKIP_STATS = 1 << 3;
+const REQUEST_RCVBUF = 4 << 20;
+
+const SCOPES = { universe: C.RT_SCOPE_UNIVERSE, link: C.RT_SCOPE_LINK, host: C.RT_SCOPE_HOST } as const;
+
+export class Rtnl {
+  private readonly sock: NetlinkSocket;
+  private readonly timeoutMs: number;
+  private readonly maxInFlight: number;
+  private readonly log: Logger | undefined;
+  private readonly pending = new Map<number, Request>();
+  private readonly queue: Request[] = [];
+  private dumpActive = false;
+  private seq: number;
+  private closed = false;
+
+  static open(opts: { timeoutMs?: number; maxInFlight?: number; log?: Logger } = {}): Rtnl {
+    return new Rtnl(opts);
+  }
+
+  private constructor(opts: { timeoutMs?: number; maxInFlight?: number; log?: Logger }) {
+    this.timeoutMs = opts.timeoutMs ?? 3000;
+    this.maxInFlight = Math.max(1, opts.maxInFlight ?? 64);
+    this.log = opts.log;
+    this.seq = (Date.now() & 0xffff) + 1;
+    this.sock = NetlinkSocket.open(opts.log ? { log: opts.log } : {});
+    // Ext-ack text in errors, strict checking of dump requests, and acks that
+    // do not echo the whole request back (keeps the receive queue small).
+    for (const [opt, name] of [
+      [C.NETLINK_EXT_ACK, 'NETLINK_EXT_ACK'], [C.NETLINK_GET_STRICT_CHK, 'NETLINK_GET_STRICT_CHK'], [C.NETLINK_CAP_ACK, 'NETLINK_CAP_ACK'],
+    ] as const) {
+      const e = this.sock.setsockopt(C.SOL_NETLINK, opt, 1);
+      if (e) this.log?.warn({ errno: e.code }, `rtnl: cannot set ${name}: ${e.code}`);
+    }
+    this.sock.setRcvbuf(REQUEST_RCVBUF);
+    // Idle, the request socket must not keep the process alive; pending
+    // requests do (their timers are referenced).
+    this.sock.unref();
+    this.sock.on('message', (buf: Buffer) => this.onMessage(buf));
+    this.sock.on('overflow', () => this.onOverflow());
+    this.sock.on('error', (e: Error) => this.log?.error({ err: e }, `rtnl: ${e.message}`));
+  }
+
+  // ------------------------------------------------------------ public API
+
+  async dumpLinks(): Promise<LinkMsg[]> {
+    const msgs = await this.request('RTM_GETLINK dump', true, (seq) =>
+      encodeMsg(C.RTM_GETLINK, C.NLM_F_REQUEST | C.NLM_F_DUMP | C.NLM_F_ACK, seq, ifinfomsg({}), [
+        attrU32(C.IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS),
+      ]),
+    );
+    return this.decodeAll(msgs, C.RTM_NEWLINK, decodeLink, 'link');
+  }
+
+  async getLink(ifindex: number): Promise<LinkMsg | null> {
+    try {
+      const msgs = await this.request(`RTM_GETLINK dev ${ifindex}`, false, (seq) =>
+        encodeMsg(C.RTM_GETLINK, C.NLM_F_REQUEST | C.NLM_F_ACK, seq, ifinfomsg({ index: ifindex }), [
+          attrU32(C.IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS),
+        ]),
+      );
+      return this.decodeAll(msgs, C.RTM_NEWLINK, decodeLink, 'link')[0] ?? null;
+    } catch (e) {
+      if (e instanceof NetlinkError && e.code === 'ENODEV') return null;
+      throw e;
+    }
+  }
+
+  async dumpAddresses(family?: 4 | 6): Promise<AddrMsg[]> {
+    const af = family === 4 ? C.AF_INET : family === 6 ? C.AF_INET6 : C.AF_UNSPEC;
+    const msgs = await this.request(`RTM_GETADDR dump${family ? ` ipv${family}` : ''}`, true, (seq) =>
+      encodeMsg(C.RTM_GETADDR, C.NLM_F_REQUEST | C.NLM_F_DUMP | C.NLM_F_ACK, seq, ifaddrmsg({ family: af })),
+    );
+    return this.decodeAll(msgs, C.RTM_NEWADDR, decodeAddr, 'address').filter((a) => !family || a.family === family);
+  }
+
+  async dumpRoutes(family?: 4 | 6): Promise<RouteMsg[]> {
+    const af = family === 4 ? C.AF_INET : family === 6 ? C.AF_INET6 : C.AF_UNSPEC;
+    const msgs = await this.request(`RTM_GETROUTE dump${family ? ` ipv${family}` : ''}`, true, (seq) =>
+      encodeMsg(C.RTM_GETROUTE, C.NLM_F_REQUEST | C.NLM_F_DUMP | C.NLM_F_ACK, seq, rtmsg({ family: af })),
+    );
+    return this.decodeAll(msgs, C.RTM_NEWROUTE, decodeRoute, 'route').filter((r) => !family || r.family === family);
+  }
+
+  async addAddress(ifindex: number, cidr: string, opts: { replace?: boolean; peer?: string } = {}): Promise<void> {
+    const desc = `RTM_NEWADDR ${cidr}${opts.peer ? ` peer ${opts.peer}` : ''} dev ${ifindex}`;
+    const a = parseCidr(cidr);
+    if (!a.ok) throw new NetlinkError(desc, ERRNO.EINVAL, null, a.error);
+    let peer = a.value.bytes;
+    if (opts.peer !== undefined) {
+      const p = parseIp(opts.peer);
+      if (!p || p.family !== a.value.family) throw new NetlinkError(desc, ERRNO.EINVAL, null, `peer '${opts.peer}' is not an IPv${a.value.family} address`);
+      peer = p.bytes;
+    }
+    const flags = C.NLM_F_REQUEST | C.NLM_F_ACK | C.NLM_F_CREATE | (opts.replace ? C.NLM_F_REPLACE : C.NLM_F_EXCL);
+    const fixed = ifaddrmsg({ family: a.value.family === 4 ? C.AF_INET : C.AF_INET6, prefixlen: a.value.prefixlen, index: ifindex });
+    await this.request(desc, false, (seq) =>
+      encodeMsg(C.RTM_NEWADDR, flags, seq, fixed, [attr(C.IFA_LOCAL, a.value.bytes), attr(C.IFA_ADDRESS, peer)]),
+    );
+  }
+
+  async deleteAddress(ifindex: number, cidr: string): Promise<void> {
+    const desc = `RTM_DELADDR ${cidr} dev ${ifindex}`;
+    const a = parseCidr(cidr);
+    if (!a.ok) throw new NetlinkError(desc, ERRNO.EINVAL, null, a.error);
+    const fixed = ifaddrmsg({ family: a.value.family === 4 ? C.AF_INET : C.AF_INET6, prefixlen: a.value.prefixlen, index: ifindex });
+    await this.request(desc, false, (seq) =>
+      encodeMsg(C.RTM_DELADDR, C.NLM_F_REQUEST | C.NLM_F_ACK, seq, fixed, [attr(C.IFA_LOCAL, a.value.bytes)]),
+    );
+  }
+
+  async addRoute(r: RouteSpec, opts: { replace?: boolean } = {}): Promise<void> {
+    const flags = C.NLM_F_REQUEST | C.NLM_F_ACK | C.NLM_F_CREATE | (opts.replace ? C.NLM_F_REPLACE : C.NLM_F_EXCL);
+    await this.routeRequest(C.RTM_NEWROUTE, flags, r);
+  }
+
+  async deleteRoute(r: RouteSpec): Promise<void> {
+    await this.routeRequest(C.RTM_DELROUTE, C.NLM_F_REQUEST | C.NLM_F_ACK, r);
+  }
+
+  async setLink(ifindex: number, change: { up?: boolean; promisc?: boolean; mtu?: number }): Promise<void> {
+    let flags = 0, mask = 0;
+    const words: string[] = [];
+    if (change.up !== undefined) {
+      mask |= C.IFF_UP;
+      if (change.up) flags |= C.IFF_UP;
+      words.push(change.up ? 'up' : 'down');
+    }
+    if (change.promisc !== undefined) {
+      mask |= C.IFF_PROMISC;
+      if (change.promisc) flags |= C.IFF_PROMISC;
+      words.push(`promisc ${change.promisc ? 'on' : 'off'}`);
+    }
+    const attrs: Attr[] = [];
+    if (change.mtu !== undefined) {
+      attrs.push(attrU32(C.IFLA_MTU, change.mtu));
+      words.push(`mtu ${change.mtu}`);
+    }
+    const desc = `RTM_SETLINK dev ${ifindex}${words.length ? ` ${words.join(' ')}` : ''}`;
+    if (change.mtu !== undefined && !(Number.isInteger(change.mtu) && change.mtu > 0 && change.mtu <= 0xffffffff)) {
+      throw new NetlinkError(desc, ERRNO.EINVAL, null, `mtu ${change.mtu} is not a positive integer`);
+    }
+    await this.request(desc, false, (seq) =>
+      encodeMsg(C.RTM_SETLINK, C.NLM_F_REQUEST | C.NLM_F_ACK, seq, ifinfomsg({ index: ifindex, flags, change: mask }), attrs),
+    );
+  }
+
+  /** Rejects everything pending or queued, closes the socket. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const all = [...this.pending.values(), ...this.queue];
+    this.pending.clear();
+    this.queue.length = 0;
+    for (const r of all) {
+      if (r.timer) clearTimeout(r.timer);
+      r.reject(new NetlinkError(r.desc, ERRNO.ECANCELED, null, 'the rtnetlink client was closed'));
+    }
+    this.sock.close();
+  }
+
+  /** Requests sent and not answered, and requests waiting for a slot. */
+  stats(): { inFlight: number; queued: number } {
+    return { inFlight: this.pending.size, queued: this.queue.length };
+  }
+
+  // ------------------------------------------------------------ internals
+
+  private routeRequest(type: number, flags: number, r: RouteSpec): Promise<NlMsg[]> {
+    const isDel = type === C.RTM_DELROUTE;
+    const table = r.table ?? C.RT_TABLE_MAIN;
+    let desc = `${C.RTM_NAMES[type]} ${r.dst}${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.oif}`;
+    if (table !== C.RT_TABLE_MAIN) desc += ` table ${table}`;
+    if (r.priority !== undefined) desc += ` metric ${r.priority}`;
+    const d = parseCidr(r.dst);
+    if (!d.ok) return Promise.reject(new NetlinkError(desc, ERRNO.EINVAL, null, d.error));
+    const fam = d.value.family;
+    const attrs: Attr[] = [attrU32(C.RTA_TABLE, table), attrU32(C.RTA_OIF, r.oif)];
+    if (d.value.prefixlen > 0) attrs.push(attr(C.RTA_DST, d.value.bytes));
+    if (r.gateway !== undefined) {
+      const g = parseIp(r.gateway);
+      if (!g || g.family !== fam) {
+        return Promise.reject(new NetlinkError(desc, ERRNO.EINVAL, null, `gateway '${r.gateway}' is not an IPv${fam} address`));
+      }
+      attrs.push(attr(C.RTA_GATEWAY, g.bytes));
+    }
+    if (r.priority !== undefined) attrs.push(attrU32(C.RTA_PRIORITY, r.priority));
+    // As `ip route` does: a route without a gateway is on-link; deletes match any scope.
+    const scope = isDel ? C.RT_SCOPE_NOWHERE : r.scope ? SCOPES[r.scope] : r.gateway ? C.RT_SCOPE_UNIVERSE : C.RT_SCOPE_LINK;
+    const fixed = rtmsg({
+      family: fam === 4 ? C.AF_INET : C.AF_INET6,
+      dstLen: d.value.prefixlen,
+      table: table < 256 ? table : C.RT_TABLE_UNSPEC,
+      protocol: isDel ? r.protocol ?? C.RTPROT_UNSPEC : r.protocol ?? C.RTPROT_STATIC,
+      scope,
+      type: isDel ? C.RTN_UNSPEC : C.RTN_UNICAST,
+    });
+    return this.request(desc, false, (seq) => encodeMsg(type, flags, seq, fixed, attrs));
+  }
+
+  private decodeAll<T>(msgs: NlMsg[], type: number, decode: (p: Buffer) => Result<T>, what: string): T[] {
+    const out: T[] = [];
+    for (const m of msgs) {
+      if (m.type !== type) continue;
+      const r = decode(m.payload);
+      if (r.ok) out.push(r.value);
+      else this.log?.warn({ error: r.error }, `rtnl: skipping malformed ${what} message: ${r.error}`);
+    }
+    return out;
+  }
+
+  private request(desc: string, dump: boolean, build: (seq: number) => Buffer): Promise<NlMsg[]> {
+    return new Promise<NlMsg[]>((resolve, reject) => {
+      if (this.closed) {
+        reject(new NetlinkError(desc, ERRNO.EBADF, null, 'the rtnetlink client is closed'));
+        return;
+      }
+      this.queue.push({ desc, dump, build, resolve, reject, seq: 0, parts: [], interrupted: false, attempts: 0, timer: null });
+      this.pump();
+    });
+  }
+
+  private nextSeq(): number {
+    do {
+      this.seq = (this.seq + 1) >>> 0;
+    } while (this.seq === 0 || this.pending.has(this.seq));
+    return this.seq;
+  }
+
+  /** Starts queued requests in order while there is room. */
+  private pump(): void {
+    while (!this.closed && this.queue.length > 0 && this.pending.size < this.maxInFlight) {
+      const head = this.queue[0]!;
+      if (head.dump && this.dumpActive) break; // one dump per socket at a time (else EBUSY)
+      this.queue.shift();
+      this.start(head);
+    }
+  }
+
+  private start(r: Request): void {
+    r.seq = this.nextSeq();
+    r.parts = [];
+    r.interrupted = false;
+    r.attempts += 1;
+    if (r.dump) this.dumpActive = true;
+    this.pending.set(r.seq, r);
+    const sent = this.sock.send(r.build(r.seq));
+    if (isSysErr(sent)) {
+      this.finish(r, new NetlinkError(r.desc, sent.errno, null, `send failed: ${describeErrno(sent.errno).text}`));
+      return;
+    }
+    if (!r.timer) {
+      r.timer = setTimeout(() => {
+        this.finish(r, new NetlinkError(r.desc, ERRNO.ETIMEDOUT, null, `no answer from the kernel within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+    }
+  }
+
+  private finish(r: Request, result: Error | NlMsg[]): void {
+    if (this.pending.get(r.seq) !== r) return;
+    this.pending.delete(r.seq);
+    if (r.timer) clearTimeout(r.timer);
+    r.timer = null;
+    if (r.dump) this.dumpActive = false;
+    if (result instanceof Error) r.reject(result);
+    else r.resolve(result);
+    // Resolution callbacks run later (promises), so pumping here is safe.
+    this.pump();
+  }
+
+  private onMessage(buf: Buffer): void {
+    const { msgs, error } = parseMessages(buf);
+    if (error) this.log?.warn({ error }, `rtnl: malformed datagram from the kernel: ${error}`);
+    for (const m of msgs) {
+      const r = this.pending.get(m.seq);
+      if (!r) continue; // a late answer to a request that timed out, or noise
+      if (m.type === C.NLMSG_ERROR) {
+        const e = decodeError(m);
+        if (!e.ok) this.finish(r, new NetlinkError(r.desc, ERRNO.EPROTO, null, `malformed answer: ${e.error}`));
+        else if (e.value.errno === 0) this.finish(r, r.parts);
+        else this.finish(r, new NetlinkError(r.desc, e.value.errno, e.value.extack));
+      } else if (m.type === C.NLMSG_DONE) {
+        // The payload of DONE is the dump's final status (negative errno), maybe with ext-ack TLVs.
+        const status = m.payload.length >= 4 ? m.payload.readInt32LE(0) : 0;
+        if (status < 0) {
+          const e = decodeError(m);
+          this.finish(r, new NetlinkError(r.desc, -status, e.ok ? e.value.extack : null));
+        } else if (r.interrupted || m.flags & C.NLM_F_DUMP_INTR) {
+          this.retryDump(r);
+        } else {
+          this.finish(r, r.parts);
+        }
+      } else if (m.type === C.NLMSG_NOOP || m.type === C.NLMSG_OVERRUN) {
+        continue;
+      } else {
+        if (m.flags & C.NLM_F_DUMP_INTR) r.interrupted = true;
+        r.parts.push(m);
+      }
+    }
+  }
+
+  /** The dump changed under us (NLM_F_DUMP_INTR): run it again, same timeout. */
+  private retryDump(r: Request): void {
+    this.pending.delete(r.seq);
+    if (r.attempts >= MAX_DUMP_ATTEMPTS) {
+      this.pending.set(r.seq, r);
+      this.finish(r, new NetlinkError(r.desc, ERRNO.EPROTO, null, `dump interrupted by concurrent changes ${r.attempts} times in a row`));
+      return;
+    }
+    this.log?.debug({ request: r.desc, attempt: r.attempts }, 'rtnl: dump interrupted, retrying');
+    this.start(r);
+  }
+
+  /**
+   * The kernel could not queue an answer for us (receive buffer full). Which
+   * one is unknowable, so every outstanding request fails now rather than at
+   * its timeout; queued ones proceed.
+   */
+  private onOverflow(): void {
+    this.log?.warn({ inFlight: this.pending.size }, 'rtnl: receive queue overflowed (ENOBUFS), failing requests in flight');
+    for (const r of [...this.pending.values()]) {
+      this.finish(r, new NetlinkError(r.desc, 105, null, 'the answer was lost: receive queue overflowed; the request may or may not have taken effect'));
+    }
+  }
+}
+
+// ---------------------------------------------------------------- events
+
+export type RtnlGroup = 'link' | 'ipv4-ifaddr' | 'ipv6-ifaddr' | 'ipv4-route';
+const GROUPS: Record<RtnlGroup, number> = {
+  link: C.RTNLGRP_LINK,
+  'ipv4-ifaddr': C.RTNLGRP_IPV4_IFADDR,
+  'ipv6-ifaddr': C.RTNLGRP_IPV6_IFADDR,
+  'ipv4-route': C.RTNLGRP_IPV4_ROUTE,
+};
+const DEFAULT_EVENTS_RCVBUF = 4 << 20;
+
+export interface LinkEvent { type: 'new' | 'del'; link: LinkMsg }
+export interface AddrEvent { type: 'new' | 'del'; addr: AddrMsg }
+export interface RouteEvent { type: 'new' | 'del'; route: RouteMsg }
+
+/**
+ * Multicast notifications. Emits 'link' (LinkEvent), 'addr' (AddrEvent),
+ * 'route' (RouteEvent), 'overflow' () when the kernel dropped events
+ * (re-dump and reconcile), 'error' (Error). A throwing listener is reported
+ * as 'error' and does not stop delivery of the remaining events.
+ */
+export class RtnlEvents extends EventEmitter {
+  private readonly sock: NetlinkSocket;
+  private readonly log: Logger | undefined;
+  /** What the kernel granted for the receive buffer (bytes, as SO_RCVBUF reports it). */
+  readonly rcvbuf: number;
+
+  static open(opts: { groups: RtnlGroup[]; rcvbufBytes?: number; log?: Logger }): RtnlEvents {
+    return new RtnlEvents(opts);
+  }
+
+  private constructor(opts: { groups: RtnlGroup[]; rcvbufBytes?: number; log?: Logger }) {
+    super();
+    this.log = opts.log;
+    this.sock = NetlinkSocket.open(opts.log ? { log: opts.log } : {});
+    try {
+      const rb = this.sock.setRcvbuf(opts.rcvbufBytes ?? DEFAULT_EVENTS_RCVBUF);
+      if (rb.error) this.log?.warn({ errno: rb.error.code }, `rtnl events: cannot set the receive buffer: ${rb.error.code}`);
+      this.rcvbuf = rb.actual;
+      for (const g of opts.groups) {
+        const n = GROUPS[g];
+        if (n === undefined) throw new Error(`rtnl events: unknown group '${g}' (known: ${Object.keys(GROUPS).join(', ')})`);
+        const e: SysErr | null = this.sock.addMembership(n);
+        if (e) throw new Error(`rtnl events: cannot join multicast group ${g}: ${e.code}`);
+      }
+    } catch (e) {
+      this.sock.close();
+      throw e;
+    }
+    this.sock.on('message', (buf: Buffer) => this.onMessage(buf));
+    this.sock.on('overflow', () => {
+      this.log?.warn('rtnl events: the kernel dropped notifications (ENOBUFS); consumers re-dump');
+      this.safeEmit('overflow');
+    });
+    this.sock.on('error', (e: Error) => this.emitError(e));
+  }
+
+  close(): void {
+    this.sock.close();
+  }
+
+  /** Datagrams received, overflows seen, listener exceptions caught. */
+  stats(): ReturnType<NetlinkSocket['stats']> {
+    return this.sock.stats();
+  }
+
+  private onMessage(buf: Buffer): void {
+    const { msgs, error } = parseMessages(buf);
+    if (error) this.emitError(new Error(`rtnl events: malformed datagram: ${error}`));
+    for (const m of msgs) {
+      if (this.sock.closed) return;
+      switch (m.type) {
+        case C.RTM_NEWLINK:
+        case C.RTM_DELLINK: {
+          const r = decodeLink(m.payload);
+          if (r.ok) this.safeEmit('link', { type: m.type === C.RTM_NEWLINK ? 'new' : 'del', link: r.value } satisfies LinkEvent);
+          else this.emitError(new Error(`rtnl events: malformed link message: ${r.error}`));
+          break;
+        }
+        case C.RTM_NEWADDR:
+        case C.RTM_DELADDR: {
+          const r = decodeAddr(m.payload);
+          if (r.ok) this.safeEmit('addr', { type: m.type === C.RTM_NEWADDR ? 'new' : 'del', addr: r.value } satisfies AddrEvent);
+          else this.emitError(new Error(`rtnl events: malformed address message: ${r.error}`));
+          break;
+        }
+        case C.RTM_NEWROUTE:
+        case C.RTM_DELROUTE: {
+          const r = decodeRoute(m.payload);
+          if (r.ok) this.safeEmit('route', { type: m.type === C.RTM_NEWROUTE ? 'new' : 'del', route: r.value } satisfies RouteEvent);
+          else this.emitError(new Error(`rtnl events: malformed route message: ${r.error}`));
+          break;
+        }
+        default:
+          break; // other notifications (neighbours, ...) are not ours
+      }
+    }
+  }
+
+  private safeEmit(event: string, ...args: unknown[]): void {
+    try {
+      this.emit(event, ...args);
+    } catch (e) {
+      const err = e instanceof Error ? e : new Error(String(e));
+      this.emitError(new Error(`rtnl events: '${event}' listener threw: ${err.message}`, { cause: err }));
+    }
+  }
+
+  private emitError(err: Error): void {
+    if (this.listenerCount('error') > 0) {
+      try {
+        this.emit('error', err);
+        return;
+      } catch (e) {
+        err = new Error(`rtnl events: 'error' listener threw: ${e instanceof Error ? e.message : String(e)}`, { cause: err });
+      }
+    }
+    if (this.log) this.log.error({ err }, err.message);
+    else process.emitWarning(err.message, { code: 'NETAGENT_NETLINK' });
+  }
+}
