@@ -38,9 +38,15 @@ export interface RouteSpec {
 const errMap = getSystemErrorMap();
 const ERRNO = { ETIMEDOUT: 110, ECANCELED: 125, EPROTO: 71, EINVAL: 22, EBADF: 9 } as const;
 
+// libuv's texts speak of files; for rtnetlink objects say it plainly.
+const PLAIN: Readonly<Record<string, string>> = {
+  EEXIST: 'already exists', ENOENT: 'no such object', ESRCH: 'no such route or object', ENODEV: 'no such device',
+  EADDRNOTAVAIL: 'no such address on this link', ENETDOWN: 'the link is down', ENETUNREACH: 'the gateway is not reachable on that link',
+};
+
 function describeErrno(errno: number): { code: string; text: string } {
   const e = errMap.get(-errno);
-  return e ? { code: e[0], text: e[1] } : { code: `E${errno}`, text: `errno ${errno}` };
+  return e ? { code: e[0], text: PLAIN[e[0]] ?? e[1] } : { code: `E${errno}`, text: `errno ${errno}` };
 }
 
 /** A request the kernel refused (or that got no answer: code ETIMEDOUT). */
@@ -92,6 +98,7 @@ export class Rtnl {
   private dumpActive = false;
   private seq: number;
   private closed = false;
+  private dumpRetries = 0;
 
   static open(opts: { timeoutMs?: number; maxInFlight?: number; log?: Logger } = {}): Rtnl {
     return new Rtnl(opts);
@@ -239,8 +246,8 @@ export class Rtnl {
   }
 
   /** Requests sent and not answered, and requests waiting for a slot. */
-  stats(): { inFlight: number; queued: number } {
-    return { inFlight: this.pending.size, queued: this.queue.length };
+  stats(): { inFlight: number; queued: number; dumpRetries: number } {
+    return { inFlight: this.pending.size, queued: this.queue.length, dumpRetries: this.dumpRetries };
   }
 
   // ------------------------------------------------------------ internals
@@ -386,6 +393,7 @@ export class Rtnl {
       this.finish(r, new NetlinkError(r.desc, ERRNO.EPROTO, null, `dump interrupted by concurrent changes ${r.attempts} times in a row`));
       return;
     }
+    this.dumpRetries += 1;
     this.log?.debug({ request: r.desc, attempt: r.attempts }, 'rtnl: dump interrupted, retrying');
     this.start(r);
   }
