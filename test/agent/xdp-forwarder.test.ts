@@ -72,7 +72,7 @@ test('hotplug: a new NIC is configured within milliseconds, once', async () => {
   await agent.waitFor((s) => s.interfaces.some((i) => i.name === physB.a && i.state === 'configured'), 'physB configured');
   assert.equal(egressMap(), [ipLink(physA.a).ifindex, l!.ifindex].sort((a, b) => a - b));
   const attaches = agent.logs.filter((x) => x.includes(physB.a) && x.includes('attach physical'));
-  assert.is(attaches.length, 1, 'attached exactly once');
+  assert.is(attaches.length, 1, `attached exactly once:\n${agent.logs.filter((x) => x.includes(physB.a)).join('\n')} (${agent.logs.length} lines; last: ${agent.logs.slice(-3).join('\n')})`);
 });
 
 test('the router link MTU follows the largest physical MTU', async () => {

@@ -2,7 +2,7 @@
 // pin directory (private bpffs), control socket and config file; waits for
 // s6-style readiness on fd 3; asks `bin/netagent status --json`.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, inNs, type Sandbox } from './sandbox.js';
@@ -19,7 +19,7 @@ export interface AgentStatus {
 
 export class AgentProc {
   child: ChildProcess | null = null;
-  logs: string[] = [];
+  private logFile = '';
   readonly dir: string;
   readonly socket: string;
   readonly config: string;
@@ -39,18 +39,15 @@ export class AgentProc {
     const argv = [join(ROOT, 'bin', 'netagent'), 'run', '--config', this.config, '--socket', this.socket, '--pin-dir', this.pinDir, '--notify-fd', '3'];
     const full = this.ns ? inNs(this.ns, argv) : argv;
     const t0 = performance.now();
-    const child = spawn(full[0]!, full.slice(1), { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, NETAGENT_LOG_LEVEL: process.env.NETAGENT_LOG_LEVEL ?? 'info' } });
+    // The log goes to a file, not a pipe: the agent writes it synchronously, so
+    // reading the file shows every line written so far, whatever this process's
+    // event loop was busy with (pipe data would wait for our loop to poll it).
+    this.logFile = join(this.dir, `agent-${Date.now()}-${Math.random().toString(36).slice(2, 6)}.log`);
+    const out = openSync(this.logFile, 'a');
+    const child = spawn(full[0]!, full.slice(1), { stdio: ['ignore', out, out, 'pipe'], env: { ...process.env, NETAGENT_LOG_LEVEL: process.env.NETAGENT_LOG_LEVEL ?? 'info' } });
+    closeSync(out);
     this.sb.children.add(child);
     this.child = child;
-    let partial = '';
-    const collect = (d: Buffer) => {
-      partial += d.toString('utf8');
-      const lines = partial.split('\n');
-      partial = lines.pop()!;
-      this.logs.push(...lines.filter(Boolean));
-    };
-    child.stdout!.on('data', collect);
-    child.stderr!.on('data', collect);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`agent not ready within ${timeoutMs} ms; logs:\n${this.logs.slice(-30).join('\n')}`)), timeoutMs);
       const notify = child.stdio[3] as NodeJS.ReadableStream;
@@ -65,6 +62,12 @@ export class AgentProc {
         reject(new Error(`agent exited (${sig ?? code}) before ready; logs:\n${this.logs.slice(-30).join('\n')}`));
       });
     });
+  }
+
+  /** Every log line the agent has written so far. */
+  get logs(): string[] {
+    if (!this.logFile) return [];
+    return readFileSync(this.logFile, 'utf8').split('\n').filter(Boolean);
   }
 
   /** `netagent status --json` as a person would run it (in the agent's namespace). */
