@@ -1,0 +1,91 @@
+#!/bin/bash
+# Boots the network VM image (rootfs/build-image.sh) in qemu, serial console
+# on this terminal: log in is automatic (root shell on ttyS0); type
+# `netagent status`. Ctrl-A X quits, Ctrl-A C switches to the qemu monitor
+# (hotplug a NIC there: `netdev_add user,id=hp1,restrict=on` then
+# `device_add virtio-net-pci,netdev=hp1,id=hp1,mac=52:54:00:12:34:99`,
+# and `device_del hp1` to unplug it).
+#
+# Environment:
+#   PROFILE   netagent profile written to /etc/netagent/config.json in the
+#             guest, through the kernel command line (netagent.profile=...;
+#             /init turns it into the config file). Default xdp-forwarder.
+#   XDP_MODE  skb | native | auto (netagent.xdpmode=...); unset: the agent's default.
+#   MEM       guest RAM in MiB (default 768; the root filesystem lives in RAM,
+#             ramfs: 512 is the least that works).
+#   SMP       vCPUs (default 2).
+#   ACCEL     tcg | kvm (default: kvm when it can run a guest here, else tcg).
+#   QMP       path of a QMP socket to open (optional, for scripts).
+#
+# NICs (all virtio-net; every netdev is qemu user-mode networking with
+# restrict=on, so no frame leaves this machine):
+#   02:01:00:00:00:01   the router link
+#   52:54:00:12:34:01   physical NIC 1 (the uplink in the router profiles)
+#   52:54:00:12:34:02   physical NIC 2
+#   router-p2p:    + 0a:b3:ec:40:00:02, 0a:b3:ec:40:00:04 (clients 100.64.0.2/31, 100.64.0.4/31)
+#   router-routed: + 02:01:00:00:00:02 (client 100.64.0.2)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
+OUT=$ROOT/build/vm
+PROFILE=${PROFILE:-xdp-forwarder}
+MEM=${MEM:-768}
+SMP=${SMP:-2}
+
+[ -f "$OUT/vmlinuz" ] && [ -f "$OUT/initramfs.cpio.zst" ] ||
+  { echo "run-vm: no image in $OUT: run make image (bash rootfs/build-image.sh)" >&2; exit 1; }
+
+case "$PROFILE" in
+  xdp-forwarder|router-p2p|router-routed|client) ;;
+  *) echo "run-vm: PROFILE=$PROFILE: expected xdp-forwarder, router-p2p, router-routed or client" >&2; exit 1 ;;
+esac
+
+# KVM only when it really runs a guest: /dev/kvm can exist and still fail
+# (here the vCPU hangs once the kernel decompresses). The probe boots our
+# kernel with no root for a few seconds and looks for its banner; the answer
+# is cached per host boot in build/vm/accel.
+probe_accel() {
+  local cache=$OUT/accel boot_id
+  boot_id=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo unknown)
+  if [ -f "$cache" ] && [ "$(cut -d' ' -f1 "$cache")" = "$boot_id" ]; then
+    cut -d' ' -f2 "$cache"; return
+  fi
+  local a=tcg
+  if [ -r /dev/kvm ] && [ -w /dev/kvm ] &&
+    timeout 8 qemu-system-x86_64 -accel kvm -M pc -nodefaults -display none -no-reboot -m 128 \
+      -serial stdio -kernel "$OUT/vmlinuz" -append "console=ttyS0 panic=-1 rdinit=/none" 2>/dev/null |
+      grep -q -m1 'Linux version'; then
+    a=kvm
+  fi
+  echo "$boot_id $a" > "$cache"
+  echo "$a"
+}
+if [ "${1:-}" = --probe-accel ]; then probe_accel; exit 0; fi
+ACCEL=${ACCEL:-$(probe_accel)}
+case "$ACCEL" in
+  kvm) accel=(-accel kvm -cpu host) ;;
+  *) accel=(-accel tcg,thread=multi -cpu max) ;;
+esac
+
+nics=()
+nic() { # nic ID MAC
+  nics+=(-netdev "user,id=$1,restrict=on" -device "virtio-net-pci,netdev=$1,mac=$2")
+}
+nic router 02:01:00:00:00:01
+nic phys1 52:54:00:12:34:01
+nic phys2 52:54:00:12:34:02
+case "$PROFILE" in
+  router-p2p) nic p2p1 0a:b3:ec:40:00:02; nic p2p2 0a:b3:ec:40:00:04 ;;
+  router-routed) nic routed1 02:01:00:00:00:02 ;;
+esac
+
+append="console=ttyS0 rootfstype=ramfs panic=-1 quiet netagent.profile=$PROFILE"
+[ -n "${XDP_MODE:-}" ] && append+=" netagent.xdpmode=$XDP_MODE"
+qmp=()
+[ -n "${QMP:-}" ] && qmp=(-qmp "unix:$QMP,server=on,wait=off")
+
+echo "run-vm: profile $PROFILE, $ACCEL, ${MEM} MiB, $SMP vCPUs; Ctrl-A X quits, Ctrl-A C is the qemu monitor" >&2
+exec qemu-system-x86_64 "${accel[@]}" -M pc -smp "$SMP" -m "$MEM" \
+  -nodefaults -no-reboot -nographic -serial mon:stdio \
+  -kernel "$OUT/vmlinuz" -initrd "$OUT/initramfs.cpio.zst" -append "$append" \
+  "${nics[@]}" "${qmp[@]}"
