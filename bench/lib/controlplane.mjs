@@ -176,6 +176,11 @@ export async function runScenario(sb, subject, profile, opts, log) {
       const l = watcher.latency(name);
       if (!ok || l === null) failed += 1; else lat.push(l);
       if (watcher.finished.get(name)?.xdp) xdpSeen += 1;
+      if (failed >= 3 && lat.length === 0) {
+        // Nothing gets configured: do not spend 10 s per event finding that out again.
+        res.notes.push(`the first ${failed} links were never configured; series stopped`);
+        throw new Error(`${subject.label}: the first ${failed} links were never seen configured (${profile}); log: ${subj.logPath ? tail(subj.logPath).split('\n').slice(-3).join(' / ') : 'n/a'}`);
+      }
       await sleep(5);
     }
     res.series = { n: opts.series, failed, xdpAttached: xdpSeen, ...summarize(lat) };

@@ -47,10 +47,19 @@ const fn = {
   testRun: lib.func('int bpf_prog_test_run_opts(int fd, _Inout_ bench_test_run_opts *opts)'),
   lookup: lib.func('int bpf_map_lookup_elem(int fd, const void *key, _Out_ void *value)'),
   update: lib.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
+  xdpAttach: lib.func('int bpf_xdp_attach(int ifindex, int prog_fd, uint32_t flags, void *opts)'),
+  progFdById: lib.func('int bpf_prog_get_fd_by_id(uint32_t id)'),
   close_fd: koffi.load('libc.so.6').func('int close(int fd)'),
 };
 
 export const BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1;
+export const XDP_FLAGS = { skb: 1 << 1, native: 1 << 2 };
+
+/** Attaches prog_fd to ifindex (of the calling thread's namespace) in mode skb|native. */
+export function xdpAttach(ifindex, progFd, mode) {
+  const r = fn.xdpAttach(ifindex, progFd, XDP_FLAGS[mode], null);
+  if (r) throw new Error(`bpf_xdp_attach(ifindex ${ifindex}, ${mode}) failed: ${r}`);
+}
 
 /**
  * Opens and loads an object. `reuse` maps map names to pinned paths whose
@@ -131,6 +140,22 @@ export function percpuSum(mapFd, ncpu) {
   for (let i = 0; i < ncpu; i++) s += val.readBigUInt64LE(8 * i);
   return Number(s);
 }
+
+/** Sets entry `key` (u32) of an array-like map to the bytes of `value`. */
+export function updateBytes(mapFd, key, value) {
+  const k = Buffer.alloc(4); k.writeUInt32LE(key);
+  const r = fn.update(mapFd, k, value, 0n);
+  if (r) throw new Error(`bpf_map_update_elem failed: ${r}`);
+}
+
+/** A new fd for a loaded program, by id (close it with closeFd). */
+export function progFdById(id) {
+  const fd = fn.progFdById(id);
+  if (fd < 0) throw new Error(`bpf_prog_get_fd_by_id(${id}) failed: ${fd}`);
+  return fd;
+}
+
+export function closeFd(fd) { fn.close_fd(fd); }
 
 export function updateU32(mapFd, key, value) {
   const k = Buffer.alloc(4); k.writeUInt32LE(key);

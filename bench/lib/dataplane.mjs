@@ -1,0 +1,238 @@
+// Data-plane benchmark: the XDP forwarder (netagent's programs, and the
+// published design's programs as stand-ins) against a Linux bridge moving
+// the same frames between the same kind of veths, in the same run.
+//
+// Topology (fresh namespaces per measurement set):
+//   gen/sink ns G: g0 ──veth── p0 :DUT ns D: r0 (02:01:..) ──veth── rr0 : gen/sink ns R
+// physical→router: frames leave g0, enter p0, must come out of rr0.
+// router→physical: frames leave rr0 (802.1Q-tagged with p0's ifindex for the
+// XDP forwarder, untagged for the bridge), enter r0, must come out of g0.
+// Receivers g0 and rr0 run an XDP program that counts and drops (native), so
+// every path ends the same way.
+//
+// Two ways of feeding frames:
+//   wire:     BPF_PROG_TEST_RUN with live frames of a one-line XDP_TX program
+//             on g0 / rr0: real frames cross the veth into the DUT, where the
+//             forwarder runs attached (skb or native mode) or the bridge runs.
+//   injected: BPF_PROG_TEST_RUN with live frames of the DUT program itself at
+//             p0 / r0 (the bridge: an XDP_PASS program, so the frame enters
+//             the stack and the bridge). The kernel's per-frame duration is
+//             then "program + redirect + delivery to the peer's queue".
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ip, ifindex, sh, inNs } from './sandbox.mjs';
+import { loadObject, testRun, xdpAttach, percpuSum, updateU32, updateBytes, progFdById, closeFd } from './libbpf.mjs';
+import { ROOT } from './controlplane.mjs';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function possibleCpus() {
+  const s = readFileSync('/sys/devices/system/cpu/possible', 'utf8').trim();
+  return s.split(',').reduce((n, part) => {
+    const [a, b] = part.split('-').map(Number);
+    return n + (b === undefined ? 1 : b - a + 1);
+  }, 0);
+}
+const NCPU = possibleCpus();
+
+const MAC = { g0: '02:00:00:00:00:0a', rr0: '02:00:00:00:00:0b', r0: '02:01:00:00:00:01', p0: '52:54:00:00:00:0c' };
+const macBytes = (m) => Buffer.from(m.replaceAll(':', ''), 'hex');
+
+/** An Ethernet frame of `size` bytes (no FCS), ethertype 0x88b5 (local experimental: no GRO handler, no stack protocol). */
+function frame(size, dst, src, vid = null) {
+  const f = Buffer.alloc(vid === null ? size : size + 4);
+  macBytes(dst).copy(f, 0);
+  macBytes(src).copy(f, 6);
+  let o = 12;
+  if (vid !== null) { f.writeUInt16BE(0x8100, 12); f.writeUInt16BE(vid, 14); o = 16; }
+  f.writeUInt16BE(0x88b5, o);
+  for (let i = o + 2; i < f.length; i++) f[i] = i & 0xff;
+  return f;
+}
+
+function topology(sb) {
+  const G = sb.netns('bdg'), D = sb.netns('bdd'), R = sb.netns('bdr');
+  for (const ns of [G, D, R]) {
+    // No IPv6 autoconfiguration chatter on the measured links.
+    const [cmd, ...args] = inNs(ns, ['sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+    sh(cmd, args);
+  }
+  sh('ip', ['link', 'add', 'g0', 'netns', G, 'address', MAC.g0, 'type', 'veth', 'peer', 'name', 'p0', 'netns', D, 'address', MAC.p0]);
+  sh('ip', ['link', 'add', 'rr0', 'netns', R, 'address', MAC.rr0, 'type', 'veth', 'peer', 'name', 'r0', 'netns', D, 'address', MAC.r0]);
+  for (const [ns, dev] of [[G, 'g0'], [D, 'p0'], [D, 'r0'], [R, 'rr0']]) ip(ns, 'link', 'set', dev, 'up');
+  return { G, D, R, idx: { g0: ifindex(G, 'g0'), p0: ifindex(D, 'p0'), r0: ifindex(D, 'r0'), rr0: ifindex(R, 'rr0') } };
+}
+
+function gro(ns, dev) {
+  const [cmd, ...args] = inNs(ns, ['ethtool', '-K', dev, 'gro', 'on']);
+  sh(cmd, args);
+}
+
+/**
+ * Counting sinks on g0 and rr0 (native XDP), the generator and the injector
+ * (each its own instance of bench/bpf/tools.o, so each has its own maps).
+ */
+function tools(sb, t, objDir) {
+  const obj = join(objDir, 'tools.o');
+  const sinkG = loadObject(obj), sinkR = loadObject(obj), gen = loadObject(obj), inj = loadObject(obj);
+  sb.enter(t.G); xdpAttach(t.idx.g0, sinkG.progFd('sink'), 'native');
+  sb.enter(t.R); xdpAttach(t.idx.rr0, sinkR.progFd('sink'), 'native');
+  sb.enterRoot();
+  const template = (o, f) => updateBytes(o.mapFd('tmpl'), 0, f.subarray(0, 18));
+  return {
+    atRouter: () => percpuSum(sinkR.mapFd('sink_count'), NCPU),
+    atPhysical: () => percpuSum(sinkG.mapFd('sink_count'), NCPU),
+    /** Live run of `gen` with ingress `ifindex` in namespace ns. */
+    generate(ns, ifindex, f, repeat) {
+      template(gen, f);
+      sb.enter(ns);
+      try { return testRun(gen.progFd('gen'), f, { ingressIfindex: ifindex, repeat, live: true }); } finally { sb.enterRoot(); }
+    },
+    /** Live run of `inj` -> targetFd (the program under test) with ingress ifindex in ns. */
+    inject(ns, ifindex, targetFd, f, repeat) {
+      template(inj, f);
+      updateU32(inj.mapFd('inj_target'), 0, targetFd);
+      sb.enter(ns);
+      try { return testRun(inj.progFd('inj'), f, { ingressIfindex: ifindex, repeat, live: true }); } finally { sb.enterRoot(); }
+    },
+    passFd: inj.progFd('pass'),
+    close() { for (const o of [sinkG, sinkR, gen, inj]) o.close(); },
+  };
+}
+
+/**
+ * Sets up the device under test in ns D. Returns {run(dir, frame, repeat)}
+ * for injected runs (null-safe for the bridge: pass program).
+ */
+async function dut(sb, kind, mode, t, tl, opts) {
+  const { D, idx } = t;
+  if (kind === 'bridge') {
+    ip(D, 'link', 'add', 'br0', 'type', 'bridge');
+    ip(D, 'link', 'set', 'p0', 'master', 'br0');
+    ip(D, 'link', 'set', 'r0', 'master', 'br0');
+    ip(D, 'link', 'set', 'br0', 'up');
+    // Static FDB: no flooding, no learning effects; STP is off by default.
+    sh('bridge', ['-n', D, 'fdb', 'replace', MAC.rr0, 'dev', 'r0', 'master', 'static']);
+    sh('bridge', ['-n', D, 'fdb', 'replace', MAC.g0, 'dev', 'p0', 'master', 'static']);
+    gro(D, 'p0'); gro(D, 'r0');
+    await sleep(100);
+    return {
+      inject: (dir, f, repeat) => tl.inject(D, dir === 'p2r' ? idx.p0 : idx.r0, tl.passFd, f, repeat),
+      close() {},
+    };
+  }
+  if (mode === 'skb') { gro(D, 'p0'); gro(D, 'r0'); } // veth takes XDP frames from its peer only with GRO or a native program
+  sb.enter(D);
+  try {
+    if (kind === 'netagent') {
+      const { Forwarder } = await import(join(ROOT, 'dist', 'agent', 'bpf', 'forwarder.js'));
+      const { silentLogger } = await import(join(ROOT, 'dist', 'agent', 'log.js'));
+      const fw = Forwarder.open({ bpfDir: opts.netagentBpfDir, pinDir: opts.pinDir, log: silentLogger });
+      fw.attach({ ifindex: idx.p0, name: 'p0' }, 'physical', mode);
+      fw.attach({ ifindex: idx.r0, name: 'r0' }, 'router', mode);
+      fw.setRouterIface(idx.r0);
+      fw.allowEgress(idx.p0);
+      const ids = fw.loaded();
+      const fds = { physical: progFdById(ids.physical.id), router: progFdById(ids.router.id) };
+      return {
+        inject: (dir, f, repeat) => tl.inject(D, dir === 'p2r' ? idx.p0 : idx.r0, dir === 'p2r' ? fds.physical : fds.router, f, repeat),
+        counters: () => fw.counters(),
+        close() { closeFd(fds.physical); closeFd(fds.router); fw.close(); },
+      };
+    }
+    // published-design stand-ins, loaded the way that works on libbpf 1.1.2
+    const phys = loadObject(join(opts.objDir, 'pub_physical.o'), { pinRoot: opts.pinDir });
+    const rout = loadObject(join(opts.objDir, 'pub_router.o'), { reuse: { router_iface: join(opts.pinDir, 'router_iface') } });
+    xdpAttach(idx.p0, phys.progFd('physical'), mode);
+    xdpAttach(idx.r0, rout.progFd('router'), mode);
+    updateU32(phys.mapFd('router_iface'), 0, idx.r0);
+    return {
+      inject: (dir, f, repeat) => tl.inject(D, dir === 'p2r' ? idx.p0 : idx.r0, dir === 'p2r' ? phys.progFd('physical') : rout.progFd('router'), f, repeat),
+      close() { phys.close(); rout.close(); },
+    };
+  } finally {
+    sb.enterRoot();
+  }
+}
+
+async function settle(read) {
+  let last = read();
+  for (let i = 0; i < 50; i++) {
+    await sleep(10);
+    const now = read();
+    if (now === last) return now;
+    last = now;
+  }
+  return last;
+}
+
+/**
+ * Pumps frames with runOnce(repeat) and counts them at the sink. Calibrates
+ * the repeat count so one run lasts about targetSec.
+ */
+async function pump(runOnce, sinkRead, targetSec, reps) {
+  const cal = runOnce(20_000);
+  await settle(sinkRead);
+  const rate = 20_000 / (cal.wallNs / 1e9);
+  const repeat = Math.max(50_000, Math.min(50_000_000, Math.round(rate * targetSec)));
+  const runs = [];
+  for (let i = 0; i < reps; i++) {
+    const before = await settle(sinkRead);
+    const r = runOnce(repeat);
+    const delivered = (await settle(sinkRead)) - before;
+    runs.push({
+      repeat, wallNs: r.wallNs, kernelNsPerFrame: r.durationNs,
+      offeredPps: repeat / (r.wallNs / 1e9), deliveredPps: delivered / (r.wallNs / 1e9), delivered,
+    });
+  }
+  runs.sort((a, b) => a.deliveredPps - b.deliveredPps);
+  const med = runs[Math.floor(runs.length / 2)];
+  return { ...med, runs: runs.map((x) => Math.round(x.deliveredPps)) };
+}
+
+const DIRS = { p2r: 'physical→router', r2p: 'router→physical' };
+
+export async function runDataPlane(sb, opts, log) {
+  const out = { wire: [], injected: [], notes: [] };
+  const duts = [];
+  if (opts.netagentBpfDir) duts.push('netagent'); else out.notes.push('netagent BPF objects missing: only the published stand-ins and the bridge were measured');
+  duts.push('published', 'bridge');
+  for (const kind of duts) {
+    const modes = kind === 'bridge' ? ['stack'] : ['skb', 'native'];
+    for (const mode of modes) {
+      const t = topology(sb);
+      const pinDir = sb.bpffs();
+      const tl = tools(sb, t, opts.objDir);
+      let d;
+      try {
+        d = await dut(sb, kind, mode === 'stack' ? null : mode, t, tl, { ...opts, pinDir });
+        for (const size of opts.sizes) {
+          for (const dir of ['p2r', 'r2p']) {
+            const tagged = kind !== 'bridge' && dir === 'r2p';
+            const f = dir === 'p2r' ? frame(size, MAC.rr0, MAC.g0) : frame(size, MAC.g0, MAC.rr0, tagged ? t.idx.p0 : null);
+            const genNs = dir === 'p2r' ? t.G : t.R;
+            const genIf = dir === 'p2r' ? t.idx.g0 : t.idx.rr0;
+            const sinkRead = dir === 'p2r' ? tl.atRouter : tl.atPhysical;
+            const wire = await pump((repeat) => tl.generate(genNs, genIf, f, repeat), sinkRead, opts.targetSec, opts.reps);
+            out.wire.push({ dut: kind, mode, size, dir, ...wire });
+            log(`  wire ${kind}/${mode} ${size} B ${DIRS[dir]}: ${(wire.deliveredPps / 1e6).toFixed(3)} Mpps delivered (offered ${(wire.offeredPps / 1e6).toFixed(3)})`);
+            // Injected: once per DUT kind (the attach mode does not matter there).
+            if (mode !== 'skb') {
+              const inj = await pump((repeat) => d.inject(dir, f, repeat), sinkRead, opts.targetSec, opts.reps);
+              out.injected.push({ dut: kind, size, dir, ...inj });
+              log(`  injected ${kind} ${size} B ${DIRS[dir]}: ${inj.kernelNsPerFrame} ns/frame (kernel), ${(inj.deliveredPps / 1e6).toFixed(3)} Mpps delivered`);
+            }
+          }
+        }
+        if (d.counters) out.notes.push(`netagent counters after ${mode}: ${JSON.stringify(Object.fromEntries(Object.entries(d.counters()).filter(([, v]) => v > 0n).map(([k, v]) => [k, Number(v)])))}`);
+      } finally {
+        d?.close();
+        tl.close();
+        sb.enterRoot();
+        sb.dropNetns(t.G); sb.dropNetns(t.D); sb.dropNetns(t.R);
+        sb.dropBpffs(pinDir);
+      }
+    }
+  }
+  return out;
+}

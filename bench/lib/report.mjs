@@ -1,0 +1,59 @@
+// Markdown tables and self-made SVG bar charts for a benchmark run.
+
+const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1'];
+
+/**
+ * Horizontal grouped bar chart. groups: [{label, bars: [{series, value}]}];
+ * series share colours across groups; null values are drawn as "n/a".
+ */
+export function barChart({ title, unit, groups, note = '' }) {
+  const series = [...new Set(groups.flatMap((g) => g.bars.map((b) => b.series)))];
+  const color = (s) => PALETTE[series.indexOf(s) % PALETTE.length];
+  const max = Math.max(1e-9, ...groups.flatMap((g) => g.bars.map((b) => b.value ?? 0)));
+  const labelW = 230, plotW = 470, barH = 16, gap = 4, groupGap = 14, top = 52, legendH = 20 * Math.ceil(series.length / 2);
+  let y = top;
+  const parts = [];
+  for (const g of groups) {
+    const gh = g.bars.length * (barH + gap);
+    parts.push(`<text x="${labelW - 8}" y="${y + gh / 2 + 4}" text-anchor="end" font-size="12">${esc(g.label)}</text>`);
+    for (const b of g.bars) {
+      const w = b.value === null || b.value === undefined ? 0 : Math.max(1, (b.value / max) * plotW);
+      parts.push(`<rect x="${labelW}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${color(b.series)}"><title>${esc(b.series)}: ${esc(fmt(b.value))} ${esc(unit)}</title></rect>`);
+      parts.push(`<text x="${labelW + w + 4}" y="${y + barH - 4}" font-size="11">${b.value === null || b.value === undefined ? 'n/a' : esc(fmt(b.value))}</text>`);
+      y += barH + gap;
+    }
+    y += groupGap;
+  }
+  const legendY = y + 4;
+  series.forEach((s, i) => {
+    const lx = 20 + (i % 2) * 360, ly = legendY + Math.floor(i / 2) * 20;
+    parts.push(`<rect x="${lx}" y="${ly}" width="12" height="12" fill="${color(s)}"/><text x="${lx + 18}" y="${ly + 10}" font-size="12">${esc(s)}</text>`);
+  });
+  const h = legendY + legendH + (note ? 24 : 8);
+  if (note) parts.push(`<text x="20" y="${h - 8}" font-size="11" fill="#555">${esc(note)}</text>`);
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${labelW + plotW + 90}" height="${h}" font-family="sans-serif">
+<rect width="100%" height="100%" fill="white"/>
+<text x="20" y="24" font-size="15" font-weight="bold">${esc(title)}</text>
+<text x="20" y="42" font-size="12" fill="#555">${esc(unit)}</text>
+${parts.join('\n')}
+</svg>
+`;
+}
+
+export function fmt(v, digits = 3) {
+  if (v === null || v === undefined || Number.isNaN(v)) return 'n/a';
+  if (Math.abs(v) >= 100) return v.toFixed(0);
+  if (Math.abs(v) >= 10) return v.toFixed(1);
+  return v.toPrecision(digits);
+}
+
+export function table(head, rows) {
+  return [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+/** "3.2× faster" style ratio a/b (b the better when the ratio is > 1), or n/a. */
+export function ratio(a, b) {
+  if (!a || !b) return null;
+  return a / b;
+}

@@ -1,0 +1,303 @@
+#!/usr/bin/env node
+// netagent benchmarks against the published approach, side by side in one
+// run: `make bench` (or `node bench/run.mjs`; QUICK=1 for a short run).
+// Results: bench/results/<timestamp>/{results.md,results.json,*.svg} and
+// bench/results/latest.md. Needs root; everything it creates (namespaces,
+// bpffs mounts, processes) is removed at the end, on Ctrl-C and on failure.
+import { mkdirSync, writeFileSync, readFileSync, existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { cpus, totalmem, release } from 'node:os';
+import { Sandbox, sh } from './lib/sandbox.mjs';
+import { runScenario, SUBJECTS, netagentAvailable, ROOT } from './lib/controlplane.mjs';
+import { runDataPlane } from './lib/dataplane.mjs';
+import { barChart, table, fmt, ratio } from './lib/report.mjs';
+
+const QUICK = process.env.QUICK === '1';
+const CONFIG = QUICK
+  ? { series: 40, bursts: [10, 100], burstTimeoutMs: 60_000, sizes: [64, 1500], targetSec: 0.15, reps: 1 }
+  : { series: 200, bursts: [10, 100, 1000], burstTimeoutMs: 120_000, sizes: [64, 1500], targetSec: 0.5, reps: 3 };
+
+const t0 = Date.now();
+const log = (m) => console.log(m);
+const BENCH = join(ROOT, 'bench');
+
+function preflight() {
+  if (process.getuid() !== 0) throw new Error('bench: run as root (namespaces, XDP, bpffs)');
+  for (const tool of ['ip', 'bridge', 'bpftool', 'xdp-loader', 'ethtool', 'nsenter', 'clang', 'python3']) {
+    try { sh('sh', ['-c', `command -v ${tool}`]); } catch { throw new Error(`bench: ${tool} is missing (make deps)`); }
+  }
+}
+
+function compileBenchBpf(sb) {
+  const out = sb.tmpdir();
+  const multiarch = (() => { try { return sh('gcc', ['-print-multiarch']).trim(); } catch { return 'x86_64-linux-gnu'; } })();
+  for (const f of readdirSync(join(BENCH, 'bpf')).filter((x) => x.endsWith('.c'))) {
+    sh('clang', ['-O2', '-g', '-target', 'bpf', '-Wall', '-Werror', `-I/usr/include/${multiarch}`, `-I${join(BENCH, 'bpf')}`, '-c', join(BENCH, 'bpf', f), '-o', join(out, f.replace(/\.c$/, '.o'))]);
+  }
+  return out;
+}
+
+function machine() {
+  const mem = Math.round(totalmem() / 2 ** 30);
+  const cpu = cpus()[0]?.model ?? 'unknown';
+  let distro = '';
+  try { distro = /PRETTY_NAME="([^"]+)"/.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? ''; } catch { /* none */ }
+  const pkg = (p) => { try { return sh('dpkg-query', ['-W', '-f=${Version}', p]).trim(); } catch { return '?'; } };
+  let commit = '';
+  try { commit = sh('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']).trim(); } catch { /* not a checkout */ }
+  return {
+    nproc: cpus().length, cpu, kernel: release(), memoryGiB: mem, node: process.version, distro,
+    libbpf: pkg('libbpf1'), xdpTools: pkg('xdp-tools'), iproute2: pkg('iproute2'), commit,
+  };
+}
+
+async function controlPlane(sb, pubObjDir, notes) {
+  const results = [];
+  const haveAgent = netagentAvailable();
+  if (!haveAgent) notes.push('netagent is not built (dist/agent/cli.js or build/bpf missing): control plane measured for the baselines only.');
+  for (const profile of ['xdp-forwarder', 'router-routed']) {
+    for (const subject of SUBJECTS.filter((s) => s.profiles.includes(profile))) {
+      if (subject.kind === 'netagent' && !haveAgent) continue;
+      log(`control plane: ${subject.label}, profile ${profile}`);
+      try {
+        results.push(await runScenario(sb, subject, profile, { ...CONFIG, pubObjDir }, log));
+      } catch (e) {
+        const msg = String(e.message ?? e).split('\n').slice(0, 6).join(' / ');
+        log(`  failed: ${msg}`);
+        results.push({ subject: subject.id, profile, label: subject.label, error: msg });
+        notes.push(`${subject.label} (${profile}) could not be measured: ${msg}`);
+      }
+    }
+  }
+  return results;
+}
+
+function cpMarkdown(cp) {
+  const ms = (v) => (v === null || v === undefined ? 'n/a' : `${fmt(v)} ms`);
+  const rows = cp.map((r) => {
+    if (r.error) return [r.profile, r.label, 'failed', '', '', '', '', '', '', '', '', ''];
+    const b = (n) => {
+      const x = r.bursts?.find((y) => y.n === n);
+      return x ? `${ms(x.allConfiguredMs)}${x.complete ? '' : ` (${x.configured}/${n})`}` : 'n/a';
+    };
+    const xdp = r.profile === 'xdp-forwarder' ? `${r.series.xdpAttached}/${r.series.n}` : '–';
+    return [r.profile, r.label, r.subject === 'netagent' ? ms(r.startMs) : '–', ms(r.series.p50), ms(r.series.p90), ms(r.series.p99), xdp, b(10), b(100), b(1000),
+      r.rssIdleKiB ? `${(r.rssIdleKiB / 1024).toFixed(1)} MiB` : '–',
+      r.rssAfterKiB ? `${(r.rssAfterKiB / 1024).toFixed(1)} MiB (${r.linksAtRss} links)` : '–'];
+  });
+  return table(['profile', 'subject', 'start→ready', 'hotplug p50', 'p90', 'p99', 'XDP attached', 'all of 10', 'all of 100', 'all of 1000', 'RSS idle', 'RSS after bursts'], rows);
+}
+
+function dpMarkdown(dp) {
+  const dir = { p2r: 'physical→router', r2p: 'router→physical' };
+  const wire = table(['path', 'frame', 'forwarder', 'mode', 'delivered Mpps', 'runs (pps)'],
+    dp.wire.map((w) => [dir[w.dir], `${w.size} B`, w.dut, w.mode === 'stack' ? 'Linux bridge' : w.mode, fmt(w.deliveredPps / 1e6), w.runs.join(', ')]));
+  const inj = table(['path', 'frame', 'forwarder', 'kernel ns/frame', 'delivered Mpps'],
+    dp.injected.map((w) => [dir[w.dir], `${w.size} B`, w.dut === 'bridge' ? 'Linux bridge (XDP_PASS → stack)' : w.dut, String(w.kernelNsPerFrame), fmt(w.deliveredPps / 1e6)]));
+  return { wire, inj };
+}
+
+function headline(cp, dp) {
+  const lines = [];
+  const get = (subject, profile) => cp.find((r) => r.subject === subject && r.profile === profile && !r.error);
+  const agentX = get('netagent', 'xdp-forwarder'), agentR = get('netagent', 'router-routed');
+  const pub = get('script-published', 'xdp-forwarder'), work = get('script-working', 'xdp-forwarder'), scr = get('script', 'router-routed');
+  const burst = (r, n) => r?.bursts?.find((b) => b.n === n && b.complete)?.allConfiguredMs;
+  const x = (v) => (v ? `${v >= 10 ? v.toFixed(0) : v.toFixed(1)}×` : 'n/a');
+  if (agentX && work) {
+    lines.push(`| hotplug → configured, p50 (xdp-forwarder) | ${fmt(agentX.series.p50)} ms | ${fmt(work.series.p50)} ms (working loader) | ${x(ratio(work.series.p50, agentX.series.p50))} |`);
+    lines.push(`| hotplug → configured, p99 (xdp-forwarder) | ${fmt(agentX.series.p99)} ms | ${fmt(work.series.p99)} ms (working loader) | ${x(ratio(work.series.p99, agentX.series.p99))} |`);
+  }
+  if (agentX && pub) lines.push(`| hotplug, p50, vs the script as published (its XDP attach fails) | ${fmt(agentX.series.p50)} ms | ${fmt(pub.series.p50)} ms (XDP on ${pub.series.xdpAttached}/${pub.series.n}) | ${x(ratio(pub.series.p50, agentX.series.p50))} |`);
+  for (const n of CONFIG.bursts) {
+    if (agentX && work) lines.push(`| ${n} links at once, all configured (xdp-forwarder) | ${fmt(burst(agentX, n))} ms | ${fmt(burst(work, n))} ms | ${x(ratio(burst(work, n), burst(agentX, n)))} |`);
+  }
+  if (agentR && scr) {
+    lines.push(`| hotplug → configured, p50 (router-routed) | ${fmt(agentR.series.p50)} ms | ${fmt(scr.series.p50)} ms | ${x(ratio(scr.series.p50, agentR.series.p50))} |`);
+    const n = CONFIG.bursts.at(-1);
+    lines.push(`| ${n} links at once (router-routed) | ${fmt(burst(agentR, n))} ms | ${fmt(burst(scr, n))} ms | ${x(ratio(burst(scr, n), burst(agentR, n)))} |`);
+  }
+  const cpLines = lines.splice(0);
+  const w = (dut, mode, size, d) => dp?.wire.find((r) => r.dut === dut && r.mode === mode && r.size === size && r.dir === d)?.deliveredPps;
+  const inj = (dut, size, d) => dp?.injected.find((r) => r.dut === dut && r.size === size && r.dir === d)?.kernelNsPerFrame;
+  const xdpDut = dp?.wire.some((r) => r.dut === 'netagent') ? 'netagent' : 'published';
+  for (const size of CONFIG.sizes) {
+    for (const d of ['p2r', 'r2p']) {
+      const name = d === 'p2r' ? 'physical→router' : 'router→physical';
+      for (const mode of ['native', 'skb']) {
+        const a = w(xdpDut, mode, size, d), b = w('bridge', 'stack', size, d);
+        if (a && b) lines.push(`| ${name}, ${size} B, XDP ${mode} vs bridge (Mpps) | ${fmt(a / 1e6)} | ${fmt(b / 1e6)} | ${x(ratio(a, b))} |`);
+      }
+      const ia = inj(xdpDut, size, d), ib = inj('bridge', size, d);
+      if (ia && ib) lines.push(`| ${name}, ${size} B, ns per frame (live test run) | ${ia} ns | ${ib} ns | ${x(ratio(ib, ia))} |`);
+    }
+  }
+  return { cp: cpLines, dp: lines, xdpDut };
+}
+
+function charts(cp, dp) {
+  const out = {};
+  const ok = cp.filter((r) => !r.error);
+  out['hotplug-latency.svg'] = barChart({
+    title: 'Hotplug: link created → configured (netlink observer)',
+    unit: 'milliseconds, lower is better',
+    groups: ok.map((r) => ({ label: `${r.subject} (${r.profile})`, bars: [{ series: 'p50', value: r.series.p50 }, { series: 'p90', value: r.series.p90 }, { series: 'p99', value: r.series.p99 }] })),
+    note: `${CONFIG.series} single-link events per subject`,
+  });
+  out['burst.svg'] = barChart({
+    title: 'N links created at once: first created → last configured',
+    unit: 'milliseconds, lower is better',
+    groups: CONFIG.bursts.map((n) => ({ label: `N = ${n}`, bars: ok.map((r) => ({ series: `${r.subject} (${r.profile})`, value: r.bursts?.find((b) => b.n === n && b.complete)?.allConfiguredMs ?? null })) })),
+  });
+  if (dp) {
+    const dir = { p2r: 'phys→router', r2p: 'router→phys' };
+    const keys = [...new Set(dp.wire.map((w) => `${w.dut}/${w.mode}`))];
+    out['dataplane.svg'] = barChart({
+      title: 'Frames forwarded between veths (wire: generator → DUT → counting sink)',
+      unit: 'million frames per second delivered, higher is better',
+      groups: CONFIG.sizes.flatMap((size) => ['p2r', 'r2p'].map((d) => ({
+        label: `${dir[d]}, ${size} B`,
+        bars: keys.map((k) => ({ series: k === 'bridge/stack' ? 'Linux bridge' : `XDP ${k}`, value: (dp.wire.find((w) => `${w.dut}/${w.mode}` === k && w.size === size && w.dir === d)?.deliveredPps ?? 0) / 1e6 })),
+      }))),
+      note: 'generator, DUT and sink share the same 2 CPUs; compare within this run only',
+    });
+    out['ns-per-frame.svg'] = barChart({
+      title: 'Cost per frame at the DUT ingress (BPF_PROG_TEST_RUN, live frames)',
+      unit: 'nanoseconds per frame as the kernel reports, lower is better',
+      groups: CONFIG.sizes.flatMap((size) => ['p2r', 'r2p'].map((d) => ({
+        label: `${dir[d]}, ${size} B`,
+        bars: [...new Set(dp.injected.map((w) => w.dut))].map((k) => ({ series: k === 'bridge' ? 'Linux bridge (XDP_PASS → stack)' : `XDP ${k}`, value: dp.injected.find((w) => w.dut === k && w.size === size && w.dir === d)?.kernelNsPerFrame ?? null })),
+      }))),
+    });
+  }
+  return out;
+}
+
+async function main() {
+  preflight();
+  const sb = new Sandbox();
+  const notes = [];
+  const stamp = new Date().toISOString().replace(/[:]/g, '').replace(/\..*/, 'Z');
+  const outDir = join(BENCH, 'results', `${stamp}${QUICK ? '-quick' : ''}`);
+  let cp = [], dp = null;
+  try {
+    const objDir = compileBenchBpf(sb);
+    log(`bench: ${QUICK ? 'QUICK run' : 'full run'}, results in ${outDir}`);
+    cp = await controlPlane(sb, objDir, notes);
+    log('data plane');
+    try {
+      const bpfDir = join(ROOT, 'build', 'bpf');
+      const haveFw = existsSync(join(ROOT, 'dist', 'agent', 'bpf', 'forwarder.js')) && existsSync(join(bpfDir, 'physical.o'));
+      dp = await runDataPlane(sb, { ...CONFIG, objDir, netagentBpfDir: haveFw ? bpfDir : null }, log);
+      notes.push(...dp.notes);
+    } catch (e) {
+      log(`  data plane failed: ${e.stack ?? e}`);
+      notes.push(`data plane could not be measured: ${String(e.message ?? e).split('\n')[0]}`);
+    }
+  } finally {
+    sb.cleanup();
+  }
+  const m = machine();
+  const secs = ((Date.now() - t0) / 1000).toFixed(0);
+  const h = headline(cp, dp);
+  mkdirSync(outDir, { recursive: true });
+  const svgs = charts(cp, dp);
+  for (const [name, svg] of Object.entries(svgs)) writeFileSync(join(outDir, name), svg);
+  writeFileSync(join(outDir, 'results.json'), JSON.stringify({ machine: m, config: CONFIG, quick: QUICK, seconds: Number(secs), controlPlane: cp, dataPlane: dp, notes }, null, 2) + '\n');
+
+  const md = (linkPrefix) => {
+    const dpT = dp ? dpMarkdown(dp) : null;
+    return `# netagent benchmark ${QUICK ? '(QUICK run: fewer events, shorter runs) ' : ''}— ${stamp}
+
+Machine: ${m.nproc} CPUs (${m.cpu}), ${m.memoryGiB} GiB, kernel ${m.kernel}, ${m.distro}, node ${m.node},
+libbpf ${m.libbpf}, xdp-tools ${m.xdpTools}, iproute2 ${m.iproute2}; commit ${m.commit}. Whole run: ${secs} s.
+
+## Headline ratios
+
+Control plane (× = how many times faster netagent is; < 1× means slower):
+
+| measure | netagent | published approach | netagent advantage |
+| --- | --- | --- | --- |
+${h.cp.join('\n') || '| (netagent not measured) | | | |'}
+
+Data plane (XDP = ${h.xdpDut === 'netagent' ? "netagent's programs" : "the published design's programs (netagent's were not available)"}):
+
+| measure | XDP | Linux bridge | XDP advantage |
+| --- | --- | --- | --- |
+${h.dp.join('\n') || '| (not measured) | | | |'}
+
+## Control plane
+
+The same observer (a process of ours on rtnetlink in the namespace under test,
+\`bench/lib/linkwatch.py\`) timestamps when a link appears and when it is
+configured: up, promiscuous for the router link, an XDP program attached
+(xdp-forwarder; XDP attach sends no netlink event, so once the rest holds the
+observer polls RTM_GETLINK every 0.5 ms), or up + 169.254.0.1/32 + the host
+route 100.64.AA.BB/32 (router-routed). Links are veth pairs created in the
+namespace under test (the peer elsewhere). xdp-forwarder: the router link
+first, then ${CONFIG.series} physical NICs one at a time, then bursts made by one
+\`ip -batch\`. router-routed: client links (02:01:00:00:AA:BB).
+
+Subjects: **published script** = \`ip monitor link\` feeding a shell loop that
+runs, per link, what the published mdev script runs (\`xdp-loader load -m skb
+-p PIN DEV OBJ\`, \`ip link set promisc on\`, set-router-iface via \`bpftool map
+update pinned …/router_iface\`, \`ip link set up\`; router profiles: \`ip addr
+add\`, \`ip link set up\`, \`ip route add\`). With Debian 12's xdp-tools
+(libbpf ${m.libbpf}) \`xdp-loader\` fails for every object after the first
+(the pinned-DEVMAP bug: EINVAL), so the published script never gets XDP onto a
+physical NIC: its row times what it can do (the failing loader plus the \`ip\`
+steps). **working loader** = the same steps with the programs loaded once and
+attached per link by \`ip link set DEV xdpgeneric pinned …\`: what the script
+needs to work here, and the fair comparison.
+
+${cpMarkdown(cp)}
+
+${linkPrefix ? `![hotplug latency](${linkPrefix}hotplug-latency.svg)\n\n![bursts](${linkPrefix}burst.svg)` : ''}
+
+## Data plane
+
+${dp ? `Topology: \`g0 ─veth─ p0 [DUT namespace] r0 ─veth─ rr0\`; p0 is the physical
+NIC, r0 the router link (02:01:…). physical→router: frames enter p0 and must
+leave rr0; router→physical: frames enter r0 (802.1Q-tagged with p0's ifindex for
+XDP, untagged for the bridge) and must leave g0. The receivers g0 and rr0 run an
+XDP program that counts and drops. No pktgen on this kernel, so:
+
+- **wire**: a one-line XDP_TX program run with \`BPF_PROG_TEST_RUN\` +
+  \`BPF_F_TEST_XDP_LIVE_FRAMES\` on g0/rr0 puts real frames on the veth; the
+  DUT processes them as received frames: XDP attached in skb (generic) or native
+  mode, or a Linux bridge (br0 with p0 and r0, static FDB). For skb mode and the
+  bridge, GRO is on at p0/r0 (a veth only accepts its peer's XDP frames with GRO
+  or a native program). "Delivered Mpps" = frames counted at the sink / wall
+  time of the generator run; the generator, the DUT and the sink share the same
+  ${m.nproc} CPUs, so this is the throughput of the whole path on this machine,
+  capped by the generator. Median of ${CONFIG.reps} run(s); all runs listed.
+- **injected**: the DUT's program itself is run with live frames at p0/r0 (for
+  the bridge: an XDP_PASS program, so each frame enters the stack at p0/r0 and
+  the bridge forwards it). "kernel ns/frame" is the test run's own duration per
+  repetition: program + redirect + hand-over to the peer (bridge: skb
+  allocation + bridge + veth transmit). Every row includes the same small
+  overhead of our injector (it restores the 18 header bytes that a live run
+  leaves modified and tail-calls the program under test).
+
+Wire:
+
+${dpT.wire}
+
+Injected:
+
+${dpT.inj}
+
+${linkPrefix ? `![data plane](${linkPrefix}dataplane.svg)\n\n![ns per frame](${linkPrefix}ns-per-frame.svg)` : ''}` : 'Not measured (see notes).'}
+
+## Notes
+
+${notes.length ? notes.map((n) => `- ${n}`).join('\n') : '- none'}
+`;
+  };
+  writeFileSync(join(outDir, 'results.md'), md('./'));
+  const rel = outDir.slice(join(BENCH, 'results').length + 1);
+  writeFileSync(join(BENCH, 'results', 'latest.md'), md(`${rel}/`));
+  log(`bench: done in ${secs} s: ${join(outDir, 'results.md')}, bench/results/latest.md`);
+}
+
+main().catch((e) => { console.error(e.stack ?? e); process.exitCode = 1; });
