@@ -196,8 +196,8 @@ for d in "${node_deps[@]}"; do
   # Only the top of each package: nested node_modules are listed on their own.
   rm -rf "$NA/$d/node_modules"
 done
-# Drop sources, docs and other platforms' prebuilt binaries (koffi ships many).
-rm -rf "$NA"/node_modules/koffi/{src,vendor,doc} "$NA"/node_modules/@koromix/*/musl_* 2>/dev/null || true
+# Drop the musl build of koffi (other libc, would need libc.musl).
+rm -rf "$NA"/node_modules/@koromix/*/musl_* 2>/dev/null || true
 while IFS= read -r -d '' so; do copy_deps "$so"; done < <(find "$NA" -name '*.node' -print0)
 ln -s ../lib/netagent/bin/netagent "$STAGE/usr/bin/netagent"
 

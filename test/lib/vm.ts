@@ -52,6 +52,22 @@ export interface StatusJson {
   }>;
 }
 
+/** What the tests read from `ip -j -d link` in the guest. */
+export interface GuestLink {
+  ifindex: number;
+  ifname: string;
+  address: string;
+  flags: string[];
+  operstate?: string;
+  promiscuity?: number;
+  xdp?: { mode: number; prog?: { id: number }; attached?: Array<{ mode: number; prog?: { id: number } }> };
+}
+
+/** The XDP program id attached to a link (any mode), or null. */
+export function xdpProgId(l: GuestLink): number | null {
+  return l.xdp?.prog?.id ?? l.xdp?.attached?.[0]?.prog?.id ?? null;
+}
+
 export interface CmdResult {
   out: string;
   code: number;
@@ -72,7 +88,7 @@ export function vmUnavailable(): string | null {
   return null;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A minimal QMP client: commands with ids, events kept for waitEvent(). */
 class Qmp {
@@ -329,10 +345,16 @@ export class Vm {
    */
   async waitReady(timeoutMs = 120_000): Promise<StatusJson> {
     const t = Date.now();
-    const r = await this.cmd(`s6-svwait -U -t ${timeoutMs} /run/service/netagent`, timeoutMs + 10_000);
-    if (r.code !== 0) {
-      const log = await this.cmd('tail -n 30 /run/log/netagent/current');
-      throw new Error(`netagent did not become ready (s6-svwait -U exited ${r.code}) in ${timeoutMs} ms; agent log:\n${log.out}`);
+    // s6 runs netagent/finish after each exit of the agent; it logs one line.
+    const exits = async () => Number((await this.sh('grep -c "netagent/finish" /run/log/netagent/current 2>/dev/null || true')).trim() || 0);
+    const exits0 = await exits();
+    const agentLog = async () => (await this.cmd('tail -n 30 /run/log/netagent/current')).out;
+    for (;;) {
+      const r = await this.cmd('s6-svwait -U -t 2000 /run/service/netagent', 30_000);
+      if (r.code === 0) break;
+      const n = (await exits()) - exits0;
+      if (n >= 3) throw new Error(`netagent exited ${n} times while starting (s6 restarts it each time); agent log:\n${await agentLog()}`);
+      if (Date.now() - t > timeoutMs) throw new Error(`netagent did not become ready (s6-svwait -U) in ${timeoutMs} ms; agent log:\n${await agentLog()}`);
     }
     let last = '';
     while (Date.now() - t < timeoutMs) {
@@ -346,6 +368,35 @@ export class Vm {
       await sleep(500);
     }
     throw new Error(`netagent status never said ready in ${timeoutMs} ms: ${last}`);
+  }
+
+  /** The agent's PID as s6 sees it (0 when down). */
+  async agentPid(): Promise<number> {
+    return Number((await this.sh('s6-svstat -o pid /run/service/netagent')).trim());
+  }
+
+  /**
+   * kill -9 the agent, wait for s6 to start a new one and for it to be
+   * ready again; returns the milliseconds from the kill to readiness.
+   */
+  async killAgentAndWaitRestart(timeoutMs = 120_000): Promise<number> {
+    const old = await this.agentPid();
+    if (!old) throw new Error('netagent is not running (s6-svstat says down)');
+    const t = Date.now();
+    await this.sh(`kill -9 ${old}`);
+    let pid = old;
+    while (pid === old || pid === 0) {
+      if (Date.now() - t > timeoutMs) throw new Error(`s6 did not restart netagent within ${timeoutMs} ms (pid still ${pid})`);
+      await sleep(200);
+      pid = await this.agentPid();
+    }
+    await this.waitReady(Math.max(1000, timeoutMs - (Date.now() - t)));
+    return Date.now() - t;
+  }
+
+  /** `ip -j -d link` in the guest. */
+  async ipLinks(): Promise<GuestLink[]> {
+    return JSON.parse(await this.sh('ip -j -d link show')) as GuestLink[];
   }
 
   /** A QMP command. */
