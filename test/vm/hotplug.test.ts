@@ -1,0 +1,87 @@
+// NIC hotplug in the real VM: a virtio-net NIC added through qemu's monitor
+// (QMP netdev_add + device_add, ACPI PCI hotplug) shows up in the guest and
+// netagent configures it (physical, XDP attached); device_del takes it away
+// and netagent forgets it. Then a router link is hotplugged the same way.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Sandbox } from '../lib/sandbox.js';
+import { Vm, xdpProgId, sleep, type VmNic, type StatusJson } from '../lib/vm.js';
+
+const sb = new Sandbox();
+const nics: VmNic[] = [
+  { id: 'router', mac: '02:01:00:00:00:01' },
+  { id: 'phys1', mac: '52:54:00:12:34:01' },
+];
+let vm: Vm;
+const booting = (async () => {
+  vm = await Vm.boot(sb, { nics, profile: 'xdp-forwarder', name: 'hotplug' });
+  try { await vm.waitReady(180_000); } catch (e) { throw vm.withConsole(e as Error); }
+})();
+booting.catch(() => { /* reported by each test */ });
+test.after(() => {
+  vm?.destroy();
+  sb.cleanup();
+});
+const guarded = (name: string, fn: () => Promise<void>) =>
+  test(name, async () => {
+    await booting;
+    try { await fn(); } catch (e) { throw vm.withConsole(e as Error); }
+  });
+
+type Iface = StatusJson['interfaces'][number];
+/** Polls status until pred holds for the interface with this MAC (or for its absence: pred(undefined)). */
+async function waitIface(mac: string, pred: (i: Iface | undefined) => boolean, what: string, timeoutMs = 60_000): Promise<Iface | undefined> {
+  const t = Date.now();
+  let last: Iface | undefined;
+  for (;;) {
+    last = (await vm.status()).interfaces.find((i) => i.mac.toLowerCase() === mac);
+    if (pred(last)) return last;
+    if (Date.now() - t > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms; last seen: ${JSON.stringify(last)}`);
+    await sleep(250);
+  }
+}
+
+const HP = '52:54:00:12:34:77';
+
+guarded('a hotplugged NIC is configured as physical, XDP attached', async () => {
+  const t = Date.now();
+  await vm.hotplug({ id: 'hp1', mac: HP });
+  const i = (await waitIface(HP, (x) => x?.state === 'configured', 'hotplugged NIC configured'))!;
+  console.log(`hotplug (device_add) to configured, seen through the console: ${Date.now() - t} ms`);
+  assert.is(i.role, 'physical');
+  assert.is(i.xdp?.program, 'physical');
+  const l = (await vm.ipLinks()).find((x) => x.address === HP)!;
+  assert.ok(l, 'the guest kernel has the link');
+  assert.is(xdpProgId(l), i.xdp!.id);
+  assert.ok(l.flags.includes('UP'));
+});
+
+guarded('device_del removes it; netagent forgets it, the others stay configured', async () => {
+  const t = Date.now();
+  await vm.unplug('hp1');
+  await waitIface(HP, (x) => x === undefined, 'unplugged NIC gone from status');
+  console.log(`device_del to gone from status: ${Date.now() - t} ms`);
+  assert.ok(!(await vm.ipLinks()).some((x) => x.address === HP), 'gone from the guest kernel');
+  const s = await vm.status();
+  for (const n of nics) assert.is(s.interfaces.find((i) => i.mac.toLowerCase() === n.mac)?.state, 'configured', n.mac);
+});
+
+guarded('plugging the same NIC again works (nothing stale from the first time)', async () => {
+  await vm.hotplug({ id: 'hp2', mac: HP });
+  const i = (await waitIface(HP, (x) => x?.state === 'configured', 'replugged NIC configured'))!;
+  assert.is(i.xdp?.program, 'physical');
+  const links = await vm.ipLinks();
+  assert.is(links.filter((x) => x.address === HP).length, 1);
+  await vm.unplug('hp2');
+  await waitIface(HP, (x) => x === undefined, 'replugged NIC gone');
+});
+
+guarded('several NICs hotplugged at once are all configured', async () => {
+  const macs = ['52:54:00:12:35:01', '52:54:00:12:35:02', '52:54:00:12:35:03'];
+  await Promise.all(macs.map((mac, k) => vm.hotplug({ id: `multi${k}`, mac })));
+  for (const mac of macs) await waitIface(mac, (x) => x?.state === 'configured' && x.xdp?.program === 'physical', `${mac} configured`);
+  for (let k = 0; k < macs.length; k++) await vm.unplug(`multi${k}`);
+  for (const mac of macs) await waitIface(mac, (x) => x === undefined, `${mac} gone`);
+});
+
+test.run();
