@@ -11,7 +11,7 @@ import type { Logger } from './log.js';
 import { loadConfig, type Config, type Paths } from './config.js';
 import { plan, linkState, type Action, type ObservedAddr, type ObservedLink, type ObservedXdp, type Plan, type RouteLite, type World, type XdpProgram } from './core/plan.js';
 import { Rtnl, RtnlEvents, type AddrMsg, type LinkMsg, type RouteMsg } from './netlink/rtnl.js';
-import { Forwarder } from './bpf/forwarder.js';
+import { Forwarder, type XdpState } from './bpf/forwarder.js';
 import { RouterFirewall } from './nft.js';
 import { DhcpSupervisor } from './dhcp.js';
 import { ControlServer, type InterfaceStatus, type StatusReport } from './status.js';
@@ -167,23 +167,34 @@ export class Daemon {
       return;
     }
     const mode = l.xdp.attached === 'native' ? 'native' : l.xdp.attached === 'hw' ? 'hw' : 'skb';
-    this.xdp.set(l.ifindex, { id, mode, program: this.programOf(id, l.ifindex) });
+    this.xdp.set(l.ifindex, { id, mode, program: this.programOf(id) });
   }
 
-  /** Which of our programs a prog id is (by name), cached: ids are not reused while the program lives. */
-  private programOf(id: number, ifindex: number): XdpProgram | null {
+  /** Which of our programs a prog id is (name and tag), cached: ids are not reused while the program lives. */
+  private programOf(id: number): XdpProgram | null {
     if (this.progNames.has(id)) return this.progNames.get(id)!;
+    if (!this.forwarder) return null; // cannot tell yet; do not cache
     let program: XdpProgram | null = null;
     try {
-      const q = this.forwarder?.query(ifindex);
-      if (q && q.id === id) program = q.program;
-      else if (!this.forwarder) return null; // cannot tell yet; do not cache
+      program = this.forwarder.identify(id)?.program ?? null;
     } catch (e) {
-      this.log.debug({ err: e, ifindex }, 'could not query XDP program');
+      this.log.debug({ err: errText(e), id }, 'could not identify XDP program');
       return null;
     }
     this.progNames.set(id, program);
     return program;
+  }
+
+  /** Per-mode program ids from what netlink told us; undefined when it cannot say exactly (multi-attach). */
+  private xdpStateOf(ifindex: number): XdpState | undefined {
+    const l = this.links.get(ifindex);
+    if (!l) return undefined;
+    const { attached, progId } = l.xdp;
+    if (attached === 'none' || !progId) return { skbProgId: 0, drvProgId: 0, hwProgId: 0 };
+    if (attached === 'skb') return { skbProgId: progId, drvProgId: 0, hwProgId: 0 };
+    if (attached === 'native') return { skbProgId: 0, drvProgId: progId, hwProgId: 0 };
+    if (attached === 'hw') return { skbProgId: 0, drvProgId: 0, hwProgId: progId };
+    return undefined;
   }
 
   // ---------------------------------------------------------------- dumps
@@ -354,7 +365,7 @@ export class Daemon {
         return;
       }
       case 'xdp-attach': {
-        const res = this.needForwarder().attach({ ifindex: a.ifindex, name: a.name }, a.program, this.config.xdpMode);
+        const res = this.needForwarder().attach({ ifindex: a.ifindex, name: a.name }, a.program, this.config.xdpMode, this.xdpStateOf(a.ifindex));
         this.progNames.set(res.id, a.program);
         this.xdp.set(a.ifindex, { id: res.id, mode: res.mode, program: a.program });
         if (res.adopted) this.log.info({ link: a.name, program: a.program, id: res.id }, 'adopted the XDP program already attached');

@@ -25,6 +25,8 @@ export type XdpProgram = 'physical' | 'router';
 export type XdpModeSetting = 'skb' | 'native' | 'auto';
 export type XdpMode = 'skb' | 'native';
 export interface LinkRef { ifindex: number; name: string }
+/** Program ids attached to a link per mode (0: none), as IFLA_XDP or bpf_xdp_query report them. */
+export interface XdpState { skbProgId: number; drvProgId: number; hwProgId: number }
 export interface AttachResult { program: XdpProgram; mode: XdpMode; id: number; adopted: boolean }
 export interface AttachedXdp { id: number; mode: XdpMode | 'hw'; name: string; tag: string; program: XdpProgram | null /* null: not ours */ }
 export interface TestRunResult {
@@ -171,26 +173,40 @@ export class Forwarder {
    * of native/generic at a time). 'auto' adopts ours in either mode, else
    * tries native and falls back to skb when the driver cannot.
    */
-  attach(link: LinkRef, program: XdpProgram, mode: XdpModeSetting): AttachResult {
+  attach(link: LinkRef, program: XdpProgram, mode: XdpModeSetting, current?: XdpState): AttachResult {
     this.assertOpen();
-    const cur = this.query(link.ifindex);
+    // `current` is what the caller already knows from netlink (IFLA_XDP): it
+    // saves bpf_xdp_query, which is a netlink dump of every link (O(links) per
+    // call, so O(links^2) for a storm). If it turns out stale, the kernel
+    // refuses the conditional attach (EBUSY/EEXIST) and we ask for real.
+    try {
+      return this.attachWith(link, program, mode, current ?? this.stateOf(link));
+    } catch (e) {
+      if (current && e instanceof BpfError && (e.code === 'EBUSY' || e.code === 'EEXIST')) {
+        return this.attachWith(link, program, mode, this.stateOf(link));
+      }
+      throw e;
+    }
+  }
+
+  private attachWith(link: LinkRef, program: XdpProgram, mode: XdpModeSetting, q: XdpState): AttachResult {
+    const cur = this.describe(q);
     if (cur && cur.program === program && cur.mode !== 'hw' && (mode === 'auto' || cur.mode === mode) && this.usesOurMaps(cur.id)) {
       this.log.debug({ link: link.name, program, id: cur.id, mode: cur.mode }, 'xdp program adopted');
       return { program, mode: cur.mode, id: cur.id, adopted: true };
     }
-    if (mode !== 'auto') return this.attachIn(link, program, mode);
+    if (mode !== 'auto') return this.attachIn(link, program, mode, q);
     try {
-      return this.attachIn(link, program, 'native');
+      return this.attachIn(link, program, 'native', q);
     } catch (e) {
       if (!(e instanceof BpfError) || !NATIVE_UNSUPPORTED.has(e.code)) throw e;
       this.log.info({ link: link.name, program, err: e.message }, 'native XDP refused; falling back to skb mode');
-      return this.attachIn(link, program, 'skb');
+      return this.attachIn(link, program, 'skb', this.stateOf(link));
     }
   }
 
-  private attachIn(link: LinkRef, program: XdpProgram, mode: XdpMode): AttachResult {
+  private attachIn(link: LinkRef, program: XdpProgram, mode: XdpMode, q: XdpState): AttachResult {
     const ours = this.progs[program];
-    const q = bpf.xdpQuery(link);
     const sameId = mode === 'native' ? q.drvProgId : q.skbProgId;
     const otherId = mode === 'native' ? q.skbProgId : q.drvProgId;
     const otherMode: XdpMode = mode === 'native' ? 'skb' : 'native';
@@ -247,21 +263,43 @@ export class Forwarder {
    */
   query(ifindex: number): AttachedXdp | null {
     this.assertOpen();
-    let q: bpf.XdpQuery;
+    let q: XdpState;
     try {
-      q = bpf.xdpQuery({ ifindex });
+      q = this.stateOf({ ifindex });
     } catch (e) {
       if (e instanceof BpfError && e.code === 'ENODEV') return null; // the link is gone, and its programs with it
       throw e;
     }
+    return this.describe(q);
+  }
+
+  /**
+   * Which program a prog id is: its name, tag, and which of ours it is (null
+   * unless exactly our loaded program). No netlink dump: one bpf() call.
+   * null when no program has that id (any more).
+   */
+  identify(id: number): { name: string; tag: string; program: XdpProgram | null } | null {
+    this.assertOpen();
+    const info = this.withProgFd(id, (fd) => (fd === null ? null : bpf.progInfo(fd)));
+    if (!info) return null;
+    const program = XDP_PROGRAMS.find((p) => this.progs[p].name === info.name && this.progs[p].tag === info.tag) ?? null;
+    return { name: info.name, tag: info.tag, program };
+  }
+
+  /** The attached program of a per-mode state (native before skb before hw), described. */
+  private describe(q: XdpState): AttachedXdp | null {
     const pick: [number, XdpMode | 'hw'] | null =
       q.drvProgId ? [q.drvProgId, 'native'] : q.skbProgId ? [q.skbProgId, 'skb'] : q.hwProgId ? [q.hwProgId, 'hw'] : null;
     if (!pick) return null;
     const [id, mode] = pick;
-    const info = this.withProgFd(id, (fd) => (fd === null ? null : bpf.progInfo(fd)));
+    const info = this.identify(id);
     if (!info) return null; // detached between the two calls
-    const program = XDP_PROGRAMS.find((p) => this.progs[p].name === info.name && this.progs[p].tag === info.tag) ?? null;
-    return { id, mode, name: info.name, tag: info.tag, program };
+    return { id, mode, ...info };
+  }
+
+  private stateOf(link: { ifindex: number; name?: string }): XdpState {
+    const q = bpf.xdpQuery(link);
+    return { skbProgId: q.skbProgId, drvProgId: q.drvProgId, hwProgId: q.hwProgId };
   }
 
   /** Entry 0 of router_iface; null clears it (physical then drops and counts physical_drop_no_router). */
