@@ -14,6 +14,9 @@ import { ROOT, Sandbox, inNs, ip, run, uniq } from './sandbox.js';
 export const VM_DIR = join(ROOT, 'build', 'vm');
 export const KERNEL = join(VM_DIR, 'vmlinuz');
 export const INITRAMFS = join(VM_DIR, 'initramfs.cpio.zst');
+/** AF_PACKET helper (send hex frames, capture with VLAN tags re-inserted). */
+const PKT = join(ROOT, 'test', 'lib', 'pkt.py');
+const PY = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 
 /** One virtio-net NIC. With `tap`, its backend is a TAP device of that name in the VM's namespace (frames can be sent and captured there); without, qemu user-mode networking with restrict=on. */
 export interface VmNic {
@@ -397,6 +400,40 @@ export class Vm {
   /** `ip -j -d link` in the guest. */
   async ipLinks(): Promise<GuestLink[]> {
     return JSON.parse(await this.sh('ip -j -d link show')) as GuestLink[];
+  }
+
+  /**
+   * Starts capturing frames of `ethertype` (outer or behind tags) arriving
+   * on the host side of a NIC's TAP for `ms` milliseconds; resolves once the
+   * socket is bound, to a function that waits for the end and returns the
+   * frames (hex, VLAN tags re-inserted).
+   */
+  async capture(nicId: string, ms: number, ethertype: number): Promise<() => Promise<string[]>> {
+    const tap = this.taps.get(nicId);
+    if (!tap) throw new Error(`capture: NIC ${nicId} has no TAP backend`);
+    const child = this.sb.spawn(inNs(this.ns, [PY, PKT, 'capture', tap, String(ms), `0x${ethertype.toString(16)}`]));
+    let out = '', err = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d; });
+    const done = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const t = Date.now();
+    while (!out.startsWith('ready\n')) {
+      if (child.exitCode !== null || Date.now() - t > 15_000) throw new Error(`capture on ${tap}: not ready: ${err.trim()}`);
+      await sleep(20);
+    }
+    return async () => {
+      await done;
+      if (child.exitCode !== 0) throw new Error(`capture on ${tap} exited ${child.exitCode}: ${err.trim()}`);
+      return out.split('\n').slice(1).filter(Boolean);
+    };
+  }
+
+  /** Sends frames (as they are, tags included) from the host side of a NIC's TAP into the guest. */
+  send(nicId: string, frames: Buffer[]): void {
+    const tap = this.taps.get(nicId);
+    if (!tap) throw new Error(`send: NIC ${nicId} has no TAP backend`);
+    const argv = inNs(this.ns, [PY, PKT, 'send', tap, ...frames.map((f) => f.toString('hex'))]);
+    run(argv[0]!, argv.slice(1));
   }
 
   /** A QMP command. */

@@ -1,0 +1,90 @@
+// Real frames through the real VM: every NIC is backed by a TAP device in the
+// VM's namespace on the host. A frame sent into a physical NIC leaves the
+// router link tagged with VID = the guest's ifindex of that NIC (read from
+// `netagent status --json`); a tagged frame sent into the router link leaves
+// only the physical NIC its VID names, untagged; unknown VIDs go nowhere.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Sandbox } from '../lib/sandbox.js';
+import { Vm, type VmNic, type StatusJson } from '../lib/vm.js';
+import { ethFrame, withTag, hex, ETH_P_TEST } from '../lib/frames.js';
+
+const sb = new Sandbox();
+const ROUTER = '02:01:00:00:00:01';
+const PHYS1 = '52:54:00:12:34:01';
+const PHYS2 = '52:54:00:12:34:02';
+const nics: VmNic[] = [
+  { id: 'router', mac: ROUTER, tap: true },
+  { id: 'phys1', mac: PHYS1, tap: true },
+  { id: 'phys2', mac: PHYS2, tap: true },
+];
+let vm: Vm;
+let status: StatusJson;
+const booting = (async () => {
+  vm = await Vm.boot(sb, { nics, profile: 'xdp-forwarder', name: 'frames' });
+  try { status = await vm.waitReady(180_000); } catch (e) { throw vm.withConsole(e as Error); }
+})();
+booting.catch(() => { /* reported by each test */ });
+test.after(() => {
+  vm?.destroy();
+  sb.cleanup();
+});
+const guarded = (name: string, fn: () => Promise<void>) =>
+  test(name, async () => {
+    await booting;
+    try { await fn(); } catch (e) { throw vm.withConsole(e as Error); }
+  });
+
+const ifindex = (mac: string): number => {
+  const i = status.interfaces.find((x) => x.mac.toLowerCase() === mac);
+  if (!i) throw new Error(`status lists no ${mac}`);
+  assert.is(i.state, 'configured', `${mac}: ${JSON.stringify(i)}`);
+  return i.ifindex;
+};
+let seq = 0;
+/** A test frame with a payload no other frame in this run has. */
+const frame = (dst: string, src: string): Buffer => {
+  seq += 1;
+  const payload = Buffer.alloc(46);
+  payload.write(`netagent-vm-${process.pid}-${seq}`);
+  return ethFrame({ dst, src, type: ETH_P_TEST, payload });
+};
+const CAPTURE_MS = 4000;
+
+for (const [nic, mac] of [['phys1', PHYS1], ['phys2', PHYS2]] as const) {
+  guarded(`${nic} -> router link, tagged with VID = the guest's ifindex of ${nic}`, async () => {
+    const vid = ifindex(mac);
+    // Physical NICs are not promiscuous: broadcast reaches the guest whatever its MAC.
+    const f = frame('ff:ff:ff:ff:ff:ff', '52:54:00:aa:00:01');
+    const atRouter = await vm.capture('router', CAPTURE_MS, ETH_P_TEST);
+    const atOther = await vm.capture(nic === 'phys1' ? 'phys2' : 'phys1', CAPTURE_MS, ETH_P_TEST);
+    vm.send(nic, [f]);
+    const got = await atRouter();
+    assert.equal(got, [hex(withTag(f, vid))], `router TAP got exactly the frame tagged with VID ${vid}`);
+    assert.equal(await atOther(), [], 'the other physical NIC got nothing');
+  });
+}
+
+for (const [nic, mac, other] of [['phys1', PHYS1, 'phys2'], ['phys2', PHYS2, 'phys1']] as const) {
+  guarded(`router link -> ${nic} only, untagged, when the VID names ${nic}`, async () => {
+    const vid = ifindex(mac);
+    const f = frame('52:54:00:bb:00:02', '02:00:00:00:00:09');
+    const atNic = await vm.capture(nic, CAPTURE_MS, ETH_P_TEST);
+    const atOther = await vm.capture(other, CAPTURE_MS, ETH_P_TEST);
+    vm.send('router', [withTag(f, vid)]);
+    assert.equal(await atNic(), [hex(f)], `${nic} TAP got the frame untagged`);
+    assert.equal(await atOther(), [], `${other} got nothing`);
+  });
+}
+
+guarded('router link: a VID naming no physical NIC (or the router link itself) goes nowhere', async () => {
+  const caps = await Promise.all(['router', 'phys1', 'phys2'].map((n) => vm.capture(n, CAPTURE_MS, ETH_P_TEST)));
+  const lo = status.interfaces.find((i) => i.name === 'lo')?.ifindex ?? 1;
+  vm.send('router', [withTag(frame('52:54:00:bb:00:02', '02:00:00:00:00:09'), 999), withTag(frame('52:54:00:bb:00:02', '02:00:00:00:00:09'), ifindex(ROUTER)), withTag(frame('52:54:00:bb:00:02', '02:00:00:00:00:09'), lo)]);
+  const [r, p1, p2] = await Promise.all(caps.map((c) => c()));
+  assert.equal(p1, []);
+  assert.equal(p2, []);
+  assert.equal(r, [], 'nothing bounced back out of the router link');
+});
+
+test.run();
