@@ -83,7 +83,9 @@ DLOPEN_LIBS=(libbpf.so.1 libnftables.so.1 libelf.so.1 libz.so.1)
 stamp_now=$(
   {
     echo "$kpkg $(basename "$deb") zstd-$ZSTD_LEVEL"
-    find "$ROOT/rootfs" "${agent_inputs[@]}" -printf '%p %s %T@ %m\n' 2>/dev/null
+    # Contents, not mtimes: tsc rewrites dist/ on every run.
+    find "$ROOT/rootfs" "${agent_inputs[@]}" -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum
+    find "$ROOT/rootfs" "${agent_inputs[@]}" -printf '%p %m %l\n' 2>/dev/null
     for b in "${HOST_BINS[@]}" $BB; do stat -L -c '%n %s %Y' "$b"; done
   } | sort | sha256sum | cut -d' ' -f1
 )

@@ -428,6 +428,20 @@ export class Vm {
     };
   }
 
+  /**
+   * Moves a NIC's TAP into another namespace (a "client VM" on the host
+   * side); qemu keeps its file descriptor, frames keep flowing. Returns the
+   * TAP's name. capture()/send() no longer work on it.
+   */
+  moveTap(nicId: string, ns: string): string {
+    const tap = this.taps.get(nicId);
+    if (!tap) throw new Error(`moveTap: NIC ${nicId} has no TAP backend`);
+    ip(this.ns, 'link', 'set', tap, 'netns', ns);
+    ip(ns, 'link', 'set', tap, 'up');
+    this.taps.delete(nicId);
+    return tap;
+  }
+
   /** Sends frames (as they are, tags included) from the host side of a NIC's TAP into the guest. */
   send(nicId: string, frames: Buffer[]): void {
     const tap = this.taps.get(nicId);
