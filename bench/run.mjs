@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync, readFileSync, existsSync, readdirSync } from 
 import { join } from 'node:path';
 import { cpus, totalmem, release } from 'node:os';
 import { Sandbox, sh } from './lib/sandbox.mjs';
-import { runScenario, SUBJECTS, netagentAvailable, ROOT } from './lib/controlplane.mjs';
+import { runProfile, SUBJECTS, netagentAvailable, ROOT } from './lib/controlplane.mjs';
 import { runDataPlane } from './lib/dataplane.mjs';
 import { barChart, table, fmt, ratio } from './lib/report.mjs';
 
@@ -18,6 +18,8 @@ const CONFIG = QUICK
   : { series: 200, bursts: [10, 100, 1000], burstTimeoutMs: 120_000, sizes: [64, 1500], targetSec: 0.5, reps: 3 };
 
 const t0 = Date.now();
+const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+const loadStart = loadavg();
 const log = (m) => console.log(m);
 const BENCH = join(ROOT, 'bench');
 
@@ -56,18 +58,11 @@ async function controlPlane(sb, pubObjDir, notes) {
   const haveAgent = netagentAvailable();
   if (!haveAgent) notes.push('netagent is not built (dist/agent/cli.js or build/bpf missing): control plane measured for the baselines only.');
   for (const profile of ['xdp-forwarder', 'router-routed']) {
-    for (const subject of SUBJECTS.filter((s) => s.profiles.includes(profile))) {
-      if (subject.kind === 'netagent' && !haveAgent) continue;
-      log(`control plane: ${subject.label}, profile ${profile}`);
-      try {
-        results.push(await runScenario(sb, subject, profile, { ...CONFIG, pubObjDir }, log));
-      } catch (e) {
-        const msg = String(e.message ?? e).split('\n').slice(0, 6).join(' / ');
-        log(`  failed: ${msg}`);
-        results.push({ subject: subject.id, profile, label: subject.label, error: msg });
-        notes.push(`${subject.label} (${profile}) could not be measured: ${msg}`);
-      }
-    }
+    const subjects = SUBJECTS.filter((s) => s.profiles.includes(profile) && (s.kind !== 'netagent' || haveAgent));
+    log(`control plane, profile ${profile}: ${subjects.map((s) => s.id).join(', ')} side by side`);
+    const res = await runProfile(sb, subjects, profile, { ...CONFIG, pubObjDir }, log);
+    for (const r of res) if (r.error) notes.push(`${r.label} (${profile}) could not be measured: ${r.error}`);
+    results.push(...res);
   }
   return results;
 }
@@ -198,6 +193,7 @@ async function main() {
     sb.cleanup();
   }
   const m = machine();
+  m.loadavg = { start: loadStart, end: loadavg() };
   const secs = ((Date.now() - t0) / 1000).toFixed(0);
   const h = headline(cp, dp);
   mkdirSync(outDir, { recursive: true });
@@ -211,6 +207,8 @@ async function main() {
 
 Machine: ${m.nproc} CPUs (${m.cpu}), ${m.memoryGiB} GiB, kernel ${m.kernel}, ${m.distro}, node ${m.node},
 libbpf ${m.libbpf}, xdp-tools ${m.xdpTools}, iproute2 ${m.iproute2}; commit ${m.commit}. Whole run: ${secs} s.
+Load average (1, 5, 15 min) at start ${m.loadavg.start}, at end ${m.loadavg.end}: anything else running on
+the machine adds noise, which is why every comparison here is made within one run, with the subjects interleaved.
 
 ## Headline ratios
 

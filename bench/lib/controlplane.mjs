@@ -122,111 +122,159 @@ function tail(path) {
 }
 
 /**
- * One subject, one profile, fresh namespaces: setup link(s), a series of
- * single hotplug events, then bursts.
+ * One subject on one profile in fresh namespaces: start() (subject, observer,
+ * the router link), single() (one hotplug event), burst(n), finish().
+ * runProfile() interleaves the subjects of a profile event by event, so a
+ * load spike from elsewhere on the machine hits them all alike.
  */
-export async function runScenario(sb, subject, profile, opts, log) {
-  const ns = sb.netns('bcd');
-  const peers = sb.netns('bcp');
-  const pinDir = sb.bpffs();
-  const tmp = sb.tmpdir();
-  const prefix = 'h';
-  const xdpMode = subject.kind === 'script' && subject.loader === 'xdp-loader' ? 'observe' : 'require';
-  const res = { subject: subject.id, profile, label: subject.label, notes: [] };
-  let counterLinks = 0;
-  const mkName = () => `h${(counterLinks++).toString(36)}`;
-  const linkAdd = (name, mac) => `link add name ${name} address ${mac} type veth peer name p${name} netns ${peers}`;
-
-  if (subject.kind === 'script' && subject.loader === 'pinned') {
-    // What the script needs on Debian 12: both programs loaded once, the
-    // DEVMAP reused explicitly, programs pinned for `ip link set ... pinned`.
-    const phys = loadObject(join(opts.pubObjDir, 'pub_physical.o'), { pinRoot: pinDir });
-    pin(phys.progFd('physical'), join(pinDir, 'prog_physical'));
-    const rout = loadObject(join(opts.pubObjDir, 'pub_router.o'), { reuse: { router_iface: join(pinDir, 'router_iface') } });
-    pin(rout.progFd('router'), join(pinDir, 'prog_router'));
-    phys.close(); rout.close();
+class Scenario {
+  constructor(sb, subject, profile, opts, log) {
+    Object.assign(this, { sb, subject, profile, opts, log });
+    this.res = { subject: subject.id, profile, label: subject.label, notes: [] };
+    this.count = 0;
+    this.lat = [];
+    this.failed = 0;
+    this.xdpSeen = 0;
+    this.kind = profile === 'xdp-forwarder' ? 'physical' : 'client';
+    this.dead = false;
   }
 
-  const watcher = new Watcher(sb, ns, prefix, profile, xdpMode);
-  await watcher.ready;
-  let subj;
-  try {
-    subj = await startSubject(sb, subject, { ns, pinDir, profile, tmp, prefix, pubObjDir: opts.pubObjDir });
-    res.startMs = subj.startMs;
+  mkName() { return `h${(this.count++).toString(36)}`; }
+  linkAdd(name, mac) { return `link add name ${name} address ${mac} type veth peer name p${name} netns ${this.peers}`; }
+
+  async start() {
+    const { sb, subject, profile, opts } = this;
+    this.ns = sb.netns('bcd');
+    this.peers = sb.netns('bcp');
+    this.pinDir = sb.bpffs();
+    this.tmp = sb.tmpdir();
+    if (subject.kind === 'script' && subject.loader === 'pinned' && profile === 'xdp-forwarder') {
+      // What the script needs on Debian 12: both programs loaded once, the
+      // DEVMAP reused explicitly, programs pinned for `ip link set ... pinned`.
+      const phys = loadObject(join(opts.pubObjDir, 'pub_physical.o'), { pinRoot: this.pinDir });
+      pin(phys.progFd('physical'), join(this.pinDir, 'prog_physical'));
+      const rout = loadObject(join(opts.pubObjDir, 'pub_router.o'), { reuse: { router_iface: join(this.pinDir, 'router_iface') } });
+      pin(rout.progFd('router'), join(this.pinDir, 'prog_router'));
+      phys.close(); rout.close();
+    }
+    const xdpMode = subject.kind === 'script' && subject.loader === 'xdp-loader' ? 'observe' : 'require';
+    this.watcher = new Watcher(sb, this.ns, 'h', profile, xdpMode);
+    await this.watcher.ready;
+    this.subj = await startSubject(sb, subject, { ns: this.ns, pinDir: this.pinDir, profile, tmp: this.tmp, prefix: 'h', pubObjDir: opts.pubObjDir });
+    this.res.startMs = this.subj.startMs;
     await sleep(300);
-    if (subject.kind === 'netagent') res.rssIdleKiB = rssKiB(subj.pid);
-
-    // Setup: the router link first (xdp-forwarder), as at boot.
+    if (subject.kind === 'netagent') this.res.rssIdleKiB = rssKiB(this.subj.pid);
+    // The router link first (xdp-forwarder), as at boot.
     if (profile === 'xdp-forwarder') {
-      const name = mkName();
-      ip(ns, ...linkAdd(name, '02:01:00:00:00:01').split(' '));
-      await watcher.waitAll([name], 10_000);
-      res.routerLinkMs = watcher.latency(name);
-      res.routerLinkXdp = watcher.finished.get(name)?.xdp ?? false;
+      const name = this.mkName();
+      ip(this.ns, ...this.linkAdd(name, '02:01:00:00:00:01').split(' '));
+      await this.watcher.waitAll([name], 10_000);
+      this.res.routerLinkMs = this.watcher.latency(name);
+      this.res.routerLinkXdp = this.watcher.finished.get(name)?.xdp ?? false;
     }
-    const kind = profile === 'xdp-forwarder' ? 'physical' : 'client';
-
-    // Series of single hotplug events, one at a time.
-    const lat = [];
-    let xdpSeen = 0, failed = 0;
-    for (let i = 0; i < opts.series; i++) {
-      const name = mkName();
-      ip(ns, ...linkAdd(name, macFor(kind, counterLinks)).split(' '));
-      const ok = await watcher.waitAll([name], 10_000);
-      const l = watcher.latency(name);
-      if (!ok || l === null) failed += 1; else lat.push(l);
-      if (watcher.finished.get(name)?.xdp) xdpSeen += 1;
-      if (failed >= 3 && lat.length === 0) {
-        // Nothing gets configured: do not spend 10 s per event finding that out again.
-        res.notes.push(`the first ${failed} links were never configured; series stopped`);
-        throw new Error(`${subject.label}: the first ${failed} links were never seen configured (${profile}); log: ${subj.logPath ? tail(subj.logPath).split('\n').slice(-3).join(' / ') : 'n/a'}`);
-      }
-      await sleep(5);
-    }
-    res.series = { n: opts.series, failed, xdpAttached: xdpSeen, ...summarize(lat) };
-    log(`  ${subject.id} ${profile}: series p50 ${res.series.p50?.toFixed(2)} ms p99 ${res.series.p99?.toFixed(2)} ms (${failed} failed, XDP on ${xdpSeen}/${opts.series})`);
-
-    // Bursts: N links created at once by one `ip -batch`.
-    res.bursts = [];
-    for (const n of opts.bursts) {
-      const names = [];
-      const lines = [];
-      for (let i = 0; i < n; i++) { const name = mkName(); names.push(name); lines.push(linkAdd(name, macFor(kind, counterLinks))); }
-      const batch = join(tmp, `batch-${n}.txt`);
-      writeFileSync(batch, lines.join('\n') + '\n');
-      ip(ns, '-batch', batch);
-      const ok = await watcher.waitAll(names, opts.burstTimeoutMs);
-      const created = names.map((x) => watcher.created.get(x)?.t).filter((x) => x !== undefined);
-      const done = names.map((x) => watcher.finished.get(x)).filter((x) => x?.ev === 'configured');
-      const first = Math.min(...created), lastCreated = Math.max(...created);
-      const lastDone = done.length ? Math.max(...done.map((x) => x.t)) : NaN;
-      const b = {
-        n, complete: ok && done.length === n, configured: done.length,
-        xdpAttached: done.filter((x) => x.xdp).length,
-        createSpanMs: (lastCreated - first) / 1e6,
-        allConfiguredMs: (lastDone - first) / 1e6,
-        perLink: summarize(names.map((x) => watcher.latency(x)).filter((x) => x !== null)),
-      };
-      res.bursts.push(b);
-      log(`  ${subject.id} ${profile}: burst ${n}: all configured after ${b.allConfiguredMs.toFixed(1)} ms (${b.configured}/${n}, creation took ${b.createSpanMs.toFixed(1)} ms)`);
-      await sleep(200);
-    }
-    if (subject.kind === 'netagent') {
-      await sleep(500);
-      res.rssAfterKiB = rssKiB(subj.pid);
-      res.linksAtRss = counterLinks;
-    }
-    res.failures = subj.failures.length;
-    res.failureKinds = [...new Set(subj.failures.map((f) => f.split(' ')[1]))];
-    res.overruns = watcher.overruns;
-  } finally {
-    watcher.close();
-    if (subj) await sb.stop(subj.child);
-    sb.dropNetns(ns);
-    sb.dropNetns(peers);
-    sb.dropBpffs(pinDir);
   }
-  return res;
+
+  async single() {
+    const { watcher } = this;
+    const name = this.mkName();
+    ip(this.ns, ...this.linkAdd(name, macFor(this.kind, this.count)).split(' '));
+    const ok = await watcher.waitAll([name], 10_000);
+    const l = watcher.latency(name);
+    if (!ok || l === null) this.failed += 1; else this.lat.push(l);
+    if (watcher.finished.get(name)?.xdp) this.xdpSeen += 1;
+    if (this.failed >= 3 && this.lat.length === 0) {
+      // Nothing gets configured: do not spend 10 s per event finding that out again.
+      throw new Error(`${this.subject.label}: the first ${this.failed} links were never seen configured (${this.profile}); log: ${this.subj.logPath ? tail(this.subj.logPath).split('\n').slice(-3).join(' / ') : 'n/a'}`);
+    }
+  }
+
+  seriesDone() {
+    const n = this.lat.length + this.failed;
+    this.res.series = { n, failed: this.failed, xdpAttached: this.xdpSeen, ...summarize(this.lat) };
+    this.log(`  ${this.subject.id} ${this.profile}: series p50 ${this.res.series.p50?.toFixed(2)} ms p99 ${this.res.series.p99?.toFixed(2)} ms (${this.failed} failed, XDP on ${this.xdpSeen}/${n})`);
+  }
+
+  /** N links created at once by one `ip -batch`. */
+  async burst(n) {
+    const { watcher } = this;
+    const names = [], lines = [];
+    for (let i = 0; i < n; i++) { const name = this.mkName(); names.push(name); lines.push(this.linkAdd(name, macFor(this.kind, this.count))); }
+    const batch = join(this.tmp, `batch-${n}.txt`);
+    writeFileSync(batch, lines.join('\n') + '\n');
+    ip(this.ns, '-batch', batch);
+    const ok = await watcher.waitAll(names, this.opts.burstTimeoutMs);
+    const created = names.map((x) => watcher.created.get(x)?.t).filter((x) => x !== undefined);
+    const done = names.map((x) => watcher.finished.get(x)).filter((x) => x?.ev === 'configured');
+    const first = Math.min(...created), lastCreated = Math.max(...created);
+    const lastDone = done.length ? Math.max(...done.map((x) => x.t)) : NaN;
+    const b = {
+      n, complete: ok && done.length === n, configured: done.length,
+      xdpAttached: done.filter((x) => x.xdp).length,
+      createSpanMs: (lastCreated - first) / 1e6,
+      allConfiguredMs: (lastDone - first) / 1e6,
+      perLink: summarize(names.map((x) => watcher.latency(x)).filter((x) => x !== null)),
+    };
+    (this.res.bursts ??= []).push(b);
+    this.log(`  ${this.subject.id} ${this.profile}: burst ${n}: all configured after ${b.allConfiguredMs.toFixed(1)} ms (${b.configured}/${n}, creation took ${b.createSpanMs.toFixed(1)} ms)`);
+  }
+
+  async finish() {
+    const { sb } = this;
+    try {
+      if (this.subj && this.subject.kind === 'netagent' && !this.dead) {
+        this.res.rssAfterKiB = rssKiB(this.subj.pid);
+        this.res.linksAtRss = this.count;
+      }
+      if (this.subj) {
+        this.res.failures = this.subj.failures.length;
+        this.res.failureKinds = [...new Set(this.subj.failures.map((f) => f.split(' ')[1]))];
+      }
+      if (this.watcher) this.res.overruns = this.watcher.overruns;
+    } finally {
+      this.watcher?.close();
+      if (this.subj) await sb.stop(this.subj.child);
+      if (this.ns) { sb.dropNetns(this.ns); sb.dropNetns(this.peers); sb.dropBpffs(this.pinDir); }
+    }
+    return this.res;
+  }
+}
+
+const errMsg = (e) => String(e?.message ?? e).split('\n').slice(0, 6).join(' / ');
+
+/**
+ * Every subject of one profile side by side: started together, single
+ * events interleaved (A, B, C, A, B, C, ...), bursts one subject after the
+ * other per size. A subject that fails is reported and dropped; the others go on.
+ */
+export async function runProfile(sb, subjects, profile, opts, log) {
+  const sc = subjects.map((s) => new Scenario(sb, s, profile, opts, log));
+  const fail = (x, e) => { x.dead = true; x.res.error = errMsg(e); log(`  ${x.subject.id} ${profile}: failed: ${x.res.error}`); };
+  try {
+    for (const x of sc) { try { await x.start(); } catch (e) { fail(x, e); } }
+    for (let i = 0; i < opts.series; i++) {
+      for (const x of sc) {
+        if (x.dead) continue;
+        try { await x.single(); } catch (e) { fail(x, e); }
+        await sleep(5);
+      }
+    }
+    for (const x of sc) if (!x.dead) x.seriesDone();
+    for (const n of opts.bursts) {
+      for (const x of sc) {
+        if (x.dead) continue;
+        try { await x.burst(n); } catch (e) { fail(x, e); }
+        await sleep(200);
+      }
+    }
+    await sleep(500);
+  } finally {
+    const out = [];
+    for (const x of sc) {
+      try { out.push(await x.finish()); } catch (e) { x.res.error ??= errMsg(e); out.push(x.res); }
+    }
+    sc.results = out;
+  }
+  return sc.results;
 }
 
 export const SUBJECTS = [
