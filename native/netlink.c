@@ -40,6 +40,7 @@
 /* Netlink dump parts are at most 32 KiB; 64 KiB leaves room. Larger
  * datagrams (reported by MSG_TRUNC) grow the buffer for next time. */
 #define INITIAL_RECV_BUF (64 * 1024)
+#define MAX_CONSECUTIVE_POLL_ERRORS 64
 
 typedef struct nlsock {
   napi_env env;
@@ -52,7 +53,8 @@ typedef struct nlsock {
   int refed;
   int finalized;          /* the JS object is gone */
   int in_callback;
-  int js_released;        /* callback, async context and strong self-ref dropped */
+  int js_released;
+  int poll_errors;        /* consecutive poll errors without a datagram in between */        /* callback, async context and strong self-ref dropped */
   napi_ref self;          /* strong while open: an open socket is not collected */
   napi_ref callback;
   napi_async_context async_ctx;
@@ -248,6 +250,7 @@ static int deliver(nlsock *s, int err, const unsigned char *data, size_t len) {
   return st == napi_ok ? 0 : -1;
 }
 
+static int update_poll(nlsock *s);
 static void on_readable(uv_poll_t *h, int status, int events) {
   nlsock *s = (nlsock *)h->data;
   napi_handle_scope scope;
@@ -255,9 +258,34 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   if (s->fd < 0 || s->finalized) return;
   if (napi_open_handle_scope(s->env, &scope) != napi_ok) return;
   if (status < 0) {
-    /* libuv reports poll errors as negative errno values. */
-    deliver(s, -status, NULL, 0);
-    goto out;
+    /* libuv turns POLLERR into UV_EBADF and stops the handle. For netlink,
+     * POLLERR means sk_err is set: ENOBUFS when the kernel dropped messages
+     * for us. Read (and clear) the real error, report it, and poll again. */
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    s->polling = 0;
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) {
+      /* The fd itself is unusable: report and stay stopped. */
+      deliver(s, errno, NULL, 0);
+      s->want_read = 0;
+      goto out;
+    }
+    if (++s->poll_errors > MAX_CONSECUTIVE_POLL_ERRORS) {
+      /* An error condition that does not clear: do not spin on it. */
+      deliver(s, soerr ? soerr : -status, NULL, 0);
+      s->want_read = 0;
+      goto out;
+    }
+    if (soerr) {
+      if (deliver(s, soerr, NULL, 0) < 0) goto out;
+    }
+    if (s->fd < 0) goto out; /* closed from inside the callback */
+    int r = update_poll(s);
+    if (r < 0) {
+      deliver(s, -r, NULL, 0);
+      goto out;
+    }
+    /* fall through: data may be queued behind the error */
   }
   for (int i = 0; i < MAX_DGRAMS_PER_WAKEUP && s->fd >= 0; i++) {
     struct sockaddr_nl from;
@@ -292,6 +320,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
       continue;
     }
     s->received++;
+    s->poll_errors = 0;
     if (deliver(s, 0, s->buf, (size_t)n) < 0) break;
   }
 out:

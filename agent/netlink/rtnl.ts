@@ -435,6 +435,7 @@ export interface RouteEvent { type: 'new' | 'del'; route: RouteMsg }
 export class RtnlEvents extends EventEmitter {
   private readonly sock: NetlinkSocket;
   private readonly log: Logger | undefined;
+  private listenerErrors = 0;
   /** What the kernel granted for the receive buffer (bytes, as SO_RCVBUF reports it). */
   readonly rcvbuf: number;
 
@@ -474,7 +475,8 @@ export class RtnlEvents extends EventEmitter {
 
   /** Datagrams received, overflows seen, listener exceptions caught. */
   stats(): ReturnType<NetlinkSocket['stats']> {
-    return this.sock.stats();
+    const s = this.sock.stats();
+    return { ...s, listenerErrors: s.listenerErrors + this.listenerErrors };
   }
 
   private onMessage(buf: Buffer): void {
@@ -510,12 +512,16 @@ export class RtnlEvents extends EventEmitter {
     }
   }
 
+  /** Calls each listener on its own: one that throws is reported and the others still run. */
   private safeEmit(event: string, ...args: unknown[]): void {
-    try {
-      this.emit(event, ...args);
-    } catch (e) {
-      const err = e instanceof Error ? e : new Error(String(e));
-      this.emitError(new Error(`rtnl events: '${event}' listener threw: ${err.message}`, { cause: err }));
+    for (const l of this.rawListeners(event) as Array<(...a: unknown[]) => unknown>) {
+      try {
+        l.apply(this, args);
+      } catch (e) {
+        this.listenerErrors += 1;
+        const err = e instanceof Error ? e : new Error(String(e));
+        this.emitError(new Error(`rtnl events: '${event}' listener threw: ${err.message}`, { cause: err }));
+      }
     }
   }
 

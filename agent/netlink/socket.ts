@@ -183,13 +183,16 @@ export class NetlinkSocket extends EventEmitter {
     }
   }
 
+  /** Calls each listener on its own: one that throws is reported and the others still run. */
   private safeEmit(event: string, ...args: unknown[]): void {
-    try {
-      this.emit(event, ...args);
-    } catch (e) {
-      this.listenerErrors += 1;
-      const err = e instanceof Error ? e : new Error(String(e));
-      this.reportError(new Error(`netlink '${event}' listener threw: ${err.message}`, { cause: err }));
+    for (const l of this.rawListeners(event) as Array<(...a: unknown[]) => unknown>) {
+      try {
+        l.apply(this, args);
+      } catch (e) {
+        this.listenerErrors += 1;
+        const err = e instanceof Error ? e : new Error(String(e));
+        this.reportError(new Error(`netlink '${event}' listener threw: ${err.message}`, { cause: err }));
+      }
     }
   }
 
