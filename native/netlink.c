@@ -398,16 +398,27 @@ static napi_value m_constructor(napi_env env, napi_callback_info info) {
   }
   s->poll.data = s;
   s->poll_inited = 1;
-  /* From here on, failures go through close_socket + finalize. */
-  if ((st = napi_wrap(env, thisv, s, finalize, NULL, &s->self)) != napi_ok) {
-    s->finalized = 1; /* not wrapped: free once the handle is closed */
+  /* The callback reference and async context first: if anything fails,
+   * nothing is wrapped yet and everything is released right here. */
+  if ((st = napi_create_reference(env, argv[1], 1, &s->callback)) != napi_ok ||
+      (st = napi_create_string_utf8(env, "NetlinkSocket", NAPI_AUTO_LENGTH, &resname)) != napi_ok ||
+      (st = napi_async_init(env, thisv, resname, &s->async_ctx)) != napi_ok ||
+      (st = napi_wrap(env, thisv, s, finalize, NULL, &s->self)) != napi_ok) {
+    s->js_released = 1;
+    if (s->callback) napi_delete_reference(env, s->callback);
+    if (s->async_ctx) napi_async_destroy(env, s->async_ctx);
+    s->callback = NULL;
+    s->async_ctx = NULL;
+    s->self = NULL;
+    s->finalized = 1; /* not wrapped: freed once the poll handle is closed */
     close_socket(s, 1);
-    return throw_status(env, "napi_wrap", st);
+    return throw_status(env, "NetlinkSocket constructor", st);
   }
-  CHECK(env, napi_reference_ref(env, s->self, NULL));
-  CHECK(env, napi_create_reference(env, argv[1], 1, &s->callback));
-  CHECK(env, napi_create_string_utf8(env, "NetlinkSocket", NAPI_AUTO_LENGTH, &resname));
-  CHECK(env, napi_async_init(env, thisv, resname, &s->async_ctx));
+  /* An open socket stays alive (like any libuv handle) until close(). */
+  if ((st = napi_reference_ref(env, s->self, NULL)) != napi_ok) {
+    close_socket(s, 0);
+    return throw_status(env, "napi_reference_ref", st);
+  }
   return thisv;
 }
 

@@ -123,8 +123,12 @@ export class Rtnl {
     // requests do (their timers are referenced).
     this.sock.unref();
     this.sock.on('message', (buf: Buffer) => this.onMessage(buf));
-    this.sock.on('overflow', () => this.onOverflow());
-    this.sock.on('error', (e: Error) => this.log?.error({ err: e }, `rtnl: ${e.message}`));
+    this.sock.on('overflow', () => this.failInFlight('the answer was lost: receive queue overflowed (ENOBUFS)'));
+    this.sock.on('error', (e: Error & { code?: string }) => {
+      this.log?.error({ err: e }, `rtnl: ${e.message}`);
+      // A truncated datagram lost part of some answer: whose is unknowable.
+      if (e.code === 'EMSGSIZE') this.failInFlight('part of the answer was lost: datagram truncated (EMSGSIZE)');
+    });
   }
 
   // ------------------------------------------------------------ public API
@@ -399,14 +403,14 @@ export class Rtnl {
   }
 
   /**
-   * The kernel could not queue an answer for us (receive buffer full). Which
-   * one is unknowable, so every outstanding request fails now rather than at
-   * its timeout; queued ones proceed.
+   * The kernel could not queue an answer for us (receive buffer full), or an
+   * answer was cut short. Which request it was is unknowable, so every
+   * outstanding one fails now rather than at its timeout; queued ones proceed.
    */
-  private onOverflow(): void {
-    this.log?.warn({ inFlight: this.pending.size }, 'rtnl: receive queue overflowed (ENOBUFS), failing requests in flight');
+  private failInFlight(why: string): void {
+    this.log?.warn({ inFlight: this.pending.size }, `rtnl: ${why}; failing the requests in flight`);
     for (const r of [...this.pending.values()]) {
-      this.finish(r, new NetlinkError(r.desc, 105, null, 'the answer was lost: receive queue overflowed; the request may or may not have taken effect'));
+      this.finish(r, new NetlinkError(r.desc, 105, null, `${why}; the request may or may not have taken effect`));
     }
   }
 }
@@ -466,7 +470,11 @@ export class RtnlEvents extends EventEmitter {
       this.log?.warn('rtnl events: the kernel dropped notifications (ENOBUFS); consumers re-dump');
       this.safeEmit('overflow');
     });
-    this.sock.on('error', (e: Error) => this.emitError(e));
+    this.sock.on('error', (e: Error & { code?: string }) => {
+      // A truncated datagram lost notifications just as an overflow does.
+      if (e.code === 'EMSGSIZE') this.safeEmit('overflow');
+      this.emitError(e);
+    });
   }
 
   close(): void {
