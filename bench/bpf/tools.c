@@ -11,6 +11,7 @@
  * inj:  then tail-calls inj_target[0] (the program under test), so the
  *       program runs on a correct frame at the DUT's own ingress.
  * pass: XDP_PASS: a live run hands the frame to the stack (bridge baseline).
+ * drop: XDP_DROP: inj -> drop is the injector's own cost per frame.
  * sink: attached at the receivers; counts and drops. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -76,6 +77,13 @@ SEC("xdp")
 int pass(struct xdp_md *ctx)
 {
 	return XDP_PASS;
+}
+
+/* Target of inj when measuring the injector's own cost. */
+SEC("xdp")
+int drop(struct xdp_md *ctx)
+{
+	return XDP_DROP;
 }
 
 SEC("xdp")

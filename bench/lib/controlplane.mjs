@@ -17,6 +17,7 @@ class Watcher {
   created = new Map();
   finished = new Map(); // name -> configured/timeout event
   overruns = 0;
+  acks = []; // ms from our RTM_NEWLINK request to the kernel's ack (veth pair creation)
   #waiters = [];
 
   constructor(sb, ns, prefix, profile, xdp) {
@@ -28,8 +29,9 @@ class Watcher {
         const ev = JSON.parse(line);
         if (ev.ev === 'ready') resolve();
         else if (ev.ev === 'created') this.created.set(ev.name, ev);
-        else if (ev.ev === 'configured' || ev.ev === 'timeout') this.finished.set(ev.name, ev);
+        else if (ev.ev === 'configured' || ev.ev === 'timeout' || ev.ev === 'error') this.finished.set(ev.name, ev);
         else if (ev.ev === 'overrun') this.overruns += 1;
+        else if (ev.ev === 'ack') this.acks.push(ev.ns / 1e6);
         this.#waiters = this.#waiters.filter((w) => !w());
       });
     });
@@ -55,6 +57,9 @@ class Watcher {
     if (!c || !f || f.ev !== 'configured') return null;
     return (f.t - c.t) / 1e6;
   }
+
+  /** The watcher creates a veth pair itself and times it from the kernel's ack. */
+  add(name, mac, peer, peerNs) { this.child.stdin.write(`add ${name} ${mac} ${peer} ${peerNs}\n`); }
 
   close() { this.child.stdin.end(); }
 }
@@ -177,8 +182,8 @@ class Scenario {
   async single() {
     const { watcher } = this;
     const name = this.mkName();
-    ip(this.ns, ...this.linkAdd(name, macFor(this.kind, this.count)).split(' '));
-    const ok = await watcher.waitAll([name], 10_000);
+    watcher.add(name, macFor(this.kind, this.count), `p${name}`, this.peers);
+    const ok = await watcher.waitAll([name], 5_000);
     const l = watcher.latency(name);
     if (!ok || l === null) this.failed += 1; else this.lat.push(l);
     if (watcher.finished.get(name)?.xdp) this.xdpSeen += 1;
@@ -190,7 +195,7 @@ class Scenario {
 
   seriesDone() {
     const n = this.lat.length + this.failed;
-    this.res.series = { n, failed: this.failed, xdpAttached: this.xdpSeen, ...summarize(this.lat) };
+    this.res.series = { n, failed: this.failed, xdpAttached: this.xdpSeen, ...summarize(this.lat), creationP50: summarize(this.watcher.acks).p50 };
     this.log(`  ${this.subject.id} ${this.profile}: series p50 ${this.res.series.p50?.toFixed(2)} ms p99 ${this.res.series.p99?.toFixed(2)} ms (${this.failed} failed, XDP on ${this.xdpSeen}/${n})`);
   }
 

@@ -96,6 +96,7 @@ function tools(sb, t, objDir) {
       try { return testRun(inj.progFd('inj'), f, { ingressIfindex: ifindex, repeat, live: true }); } finally { sb.enterRoot(); }
     },
     passFd: inj.progFd('pass'),
+    dropFd: inj.progFd('drop'),
     close() { for (const o of [sinkG, sinkR, gen, inj]) o.close(); },
   };
 }
@@ -223,6 +224,13 @@ export async function runDataPlane(sb, opts, log) {
               log(`  injected ${kind} ${size} B ${DIRS[dir]}: ${inj.kernelNsPerFrame} ns/frame (kernel), ${(inj.deliveredPps / 1e6).toFixed(3)} Mpps delivered`);
             }
           }
+        }
+        if (kind === 'bridge') {
+          // The injector's own cost (restore 18 bytes + tail call), to read the injected rows against.
+          const f = frame(64, MAC.rr0, MAC.g0);
+          const r = tl.inject(t.D, t.idx.p0, tl.dropFd, f, 1_000_000);
+          out.injectorNs = r.durationNs;
+          log(`  injector alone (restore + tail call + XDP_DROP): ${r.durationNs} ns/frame`);
         }
         if (d.counters) out.notes.push(`netagent counters after ${mode}: ${JSON.stringify(Object.fromEntries(Object.entries(d.counters()).filter(([, v]) => v > 0n).map(([k, v]) => [k, Number(v)])))}`);
       } finally {

@@ -18,6 +18,15 @@ profile:
   router-routed: IFF_UP, 169.254.0.1/32 on the link and the route
                  100.64.AA.BB/32 via the link (AA.BB = last two MAC octets).
 
+Single links are created by the watcher itself when the driver writes
+"add NAME MAC PEERNAME PEERNS" on stdin: it sends RTM_NEWLINK (a veth pair,
+the peer moved to /run/netns/PEERNS) and takes as the link's creation time
+the moment it sends the request (the kernel's creation time, reported as
+"ack" events, is thus included in every latency, for every subject alike),
+so an observer that runs late can only lengthen a measured latency, never
+shorten it. Links created by others (bursts from
+`ip -batch`) get the time their first RTM_NEWLINK is read.
+
 Attaching XDP sends no RTM_NEWLINK, so once everything else holds and XDP is
 not yet visible, the watcher asks (RTM_GETLINK) every --poll-ms until it is:
 such latencies carry up to that much extra delay.
@@ -46,6 +55,25 @@ POLL_BATCH = 32
 GROUPS = 0x1 | 0x10 | 0x40  # RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE
 
 
+NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 4, 0x200, 0x400
+IFLA_LINKINFO, IFLA_NET_NS_FD = 18, 28
+IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+
+
+def rta(ty, payload):
+    ln = 4 + len(payload)
+    return struct.pack('=HH', ln, ty) + payload + b'\0' * ((4 - ln % 4) % 4)
+
+
+def veth_request(seq, name, mac, peer, peer_ns_fd):
+    ifi = struct.pack('=BxHiII', socket.AF_UNSPEC, 0, 0, 0, 0)
+    peer_info = ifi + rta(IFLA_IFNAME, peer.encode() + b'\0') + rta(IFLA_NET_NS_FD, struct.pack('=I', peer_ns_fd))
+    linkinfo = rta(IFLA_INFO_KIND, b'veth\0') + rta(IFLA_INFO_DATA, rta(VETH_INFO_PEER, peer_info))
+    body = ifi + rta(IFLA_IFNAME, name.encode() + b'\0') + rta(IFLA_ADDRESS, bytes.fromhex(mac.replace(':', ''))) + rta(IFLA_LINKINFO, linkinfo)
+    flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+    return struct.pack('=IHHII', 16 + len(body), RTM_NEWLINK, flags, seq, 0) + body
+
+
 def attrs(buf, off, end):
     out = {}
     while off + 4 <= end:
@@ -58,13 +86,14 @@ def attrs(buf, off, end):
 
 
 class Link:
-    __slots__ = ('name', 'ifindex', 'mac', 'created', 'flags', 'xdp', 'addrs', 'routes', 'done', 'polling', 'poll_started')
+    __slots__ = ('name', 'ifindex', 'mac', 'created', 'flags', 'xdp', 'addrs', 'routes', 'done', 'polling', 'poll_started', 'emitted')
 
     def __init__(self, name, ifindex, mac, t):
         self.name, self.ifindex, self.mac, self.created = name, ifindex, mac, t
         self.flags, self.xdp = 0, False
         self.addrs, self.routes = set(), set()
         self.done, self.polling, self.poll_started = False, False, 0
+        self.emitted = False
 
 
 def main():
@@ -142,7 +171,13 @@ def main():
                     if l is None:
                         mac = ':'.join(f'{b:02x}' for b in at.get(IFLA_ADDRESS, b''))
                         l = links[idx] = Link(name, idx, mac, t)
-                        emit({'ev': 'created', 'name': name, 'ifindex': idx, 't': t})
+                        own = adding.get(name)
+                        if own is not None:
+                            # ours: the creation time is the kernel's ack, taken in add()
+                            l.created = own
+                        if own is None or own > 0:
+                            l.emitted = True
+                            emit({'ev': 'created', 'name': name, 'ifindex': idx, 't': l.created})
                     l.flags = flags
                     x = at.get(IFLA_XDP)
                     if x is not None:
@@ -172,6 +207,45 @@ def main():
                             check(l, t)
             off = (end + 3) & ~3
 
+    inbuf = [b'']
+    adding = {}  # name -> creation time (0 while the request is in flight)
+    ctl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    ctl.bind((0, 0))
+    ns_fds = {}
+
+    def add(name, mac, peer, peer_ns):
+        fd = ns_fds.get(peer_ns)
+        if fd is None:
+            fd = ns_fds[peer_ns] = os.open(f'/run/netns/{peer_ns}', os.O_RDONLY)
+        seq[0] += 1
+        adding[name] = 0
+        req = veth_request(seq[0], name, mac, peer, fd)
+        # The time the request is sent: the link comes into existence between
+        # this and the ack; a clock read after the ack could be late (this
+        # process preempted by the subject's own work) and shorten latencies.
+        t = time.monotonic_ns()
+        ctl.send(req)
+        while True:
+            reply = ctl.recv(65536)
+            ack_ns = time.monotonic_ns() - t
+            ln, ty, _f, sq, _p = struct.unpack_from('=IHHII', reply, 0)
+            if ty == NLMSG_ERROR and sq == seq[0]:
+                err = struct.unpack_from('=i', reply, 16)[0]
+                break
+        if err:
+            adding.pop(name, None)
+            emit({'ev': 'error', 'name': name, 'errno': -err})
+            return
+        adding[name] = t
+        emit({'ev': 'ack', 'name': name, 'ns': ack_ns})
+        # The link's first RTM_NEWLINK may already have been read (it is
+        # sent before the ack): then it is waiting for its creation time.
+        for l in links.values():
+            if l.name == name and not l.emitted:
+                l.created = t
+                l.emitted = True
+                emit({'ev': 'created', 'name': name, 'ifindex': l.ifindex, 't': t})
+
     emit({'ev': 'ready'})
     p = select.poll()
     p.register(s, select.POLLIN)
@@ -181,8 +255,15 @@ def main():
         timeout = a.poll_ms if polling else 1000
         for fd, ev in p.poll(timeout):
             if fd == sys.stdin.fileno():
-                if not os.read(fd, 4096):  # driver closed our stdin: stop
+                data = os.read(fd, 65536)
+                if not data:  # driver closed our stdin: stop
                     return
+                inbuf[0] += data
+                while b'\n' in inbuf[0]:
+                    line, inbuf[0] = inbuf[0].split(b'\n', 1)
+                    cmd = line.decode().split()
+                    if cmd and cmd[0] == 'add':
+                        add(*cmd[1:])
                 continue
         while True:
             try:
