@@ -237,7 +237,8 @@ observer polls RTM_GETLINK every 0.5 ms), or up + 169.254.0.1/32 + the host
 route 100.64.AA.BB/32 (router-routed). Links are veth pairs created in the
 namespace under test (the peer elsewhere). xdp-forwarder: the router link
 first, then ${CONFIG.series} physical NICs one at a time, then bursts made by one
-\`ip -batch\` (timed from the first link's RTM_NEWLINK as the observer reads it).
+\`ip -batch\` (timed from just before \`ip -batch\` starts to the last link
+configured).
 router-routed: client links (02:01:00:00:AA:BB). The subjects of a profile run
 side by side, each in namespaces of its own, single events interleaved
 (A, B, C, A, B, C, …), so load from elsewhere hits them alike.
