@@ -14,8 +14,8 @@ import { barChart, table, fmt, ratio } from './lib/report.mjs';
 
 const QUICK = process.env.QUICK === '1';
 const CONFIG = QUICK
-  ? { series: 40, bursts: [10, 100], burstTimeoutMs: 60_000, sizes: [64, 1500], targetSec: 0.15, reps: 1 }
-  : { series: 200, bursts: [10, 100, 1000], burstTimeoutMs: 120_000, sizes: [64, 1500], targetSec: 0.5, reps: 3 };
+  ? { series: 40, bursts: [10, 100], loadedSeries: 20, burstTimeoutMs: 60_000, sizes: [64, 1500], targetSec: 0.15, reps: 1 }
+  : { series: 200, bursts: [10, 100, 1000], loadedSeries: 100, burstTimeoutMs: 120_000, sizes: [64, 1500], targetSec: 0.5, reps: 3 };
 
 const t0 = Date.now();
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
@@ -70,17 +70,18 @@ async function controlPlane(sb, pubObjDir, notes) {
 function cpMarkdown(cp) {
   const ms = (v) => (v === null || v === undefined ? 'n/a' : `${fmt(v)} ms`);
   const rows = cp.map((r) => {
-    if (r.error) return [r.profile, r.label, 'failed', '', '', '', '', '', '', '', '', '', ''];
+    if (r.error) return [r.profile, r.label, 'failed', '', '', '', '', '', '', '', '', '', '', ''];
     const b = (n) => {
       const x = r.bursts?.find((y) => y.n === n);
       return x ? `${ms(x.allConfiguredMs)}${x.complete ? '' : ` (${x.configured}/${n})`}` : 'n/a';
     };
     const xdp = r.profile === 'xdp-forwarder' ? `${r.series.xdpAttached}/${r.series.n}` : '–';
-    return [r.profile, r.label, r.subject === 'netagent' ? ms(r.startMs) : '–', r.routerLinkMs ? `${ms(r.routerLinkMs)}${r.routerLinkXdp ? '' : ' (no XDP)'}` : '–', ms(r.series.p50), ms(r.series.p90), ms(r.series.p99), xdp, b(10), b(100), b(1000),
+    const loaded = r.loaded ? `${ms(r.loaded.p50)} / ${ms(r.loaded.p99)}` : 'n/a';
+    return [r.profile, r.label, r.subject === 'netagent' ? ms(r.startMs) : '–', r.routerLinkMs ? `${ms(r.routerLinkMs)}${r.routerLinkXdp ? '' : ' (no XDP)'}` : '–', ms(r.series.p50), ms(r.series.p90), ms(r.series.p99), xdp, b(10), b(100), b(1000), loaded,
       r.rssIdleKiB ? `${(r.rssIdleKiB / 1024).toFixed(1)} MiB` : '–',
       r.rssAfterKiB ? `${(r.rssAfterKiB / 1024).toFixed(1)} MiB (${r.linksAtRss} links)` : '–'];
   });
-  return table(['profile', 'subject', 'start→ready', 'router link', 'hotplug p50', 'p90', 'p99', 'XDP attached', 'all of 10', 'all of 100', 'all of 1000', 'RSS idle', 'RSS after bursts'], rows);
+  return table(['profile', 'subject', 'start→ready', 'router link', 'hotplug p50', 'p90', 'p99', 'XDP attached', 'all of 10', 'all of 100', 'all of 1000', `hotplug p50 / p99 with ${cp.find((r) => r.loaded)?.loaded.linksBefore ?? '…'} links present`, 'RSS idle', 'RSS after bursts'], rows);
 }
 
 function dpMarkdown(dp) {
@@ -103,12 +104,14 @@ function headline(cp, dp) {
     lines.push(`| hotplug → configured, p50 (xdp-forwarder) | ${fmt(agentX.series.p50)} ms | ${fmt(work.series.p50)} ms (working loader) | ${x(ratio(work.series.p50, agentX.series.p50))} |`);
     lines.push(`| hotplug → configured, p99 (xdp-forwarder) | ${fmt(agentX.series.p99)} ms | ${fmt(work.series.p99)} ms (working loader) | ${x(ratio(work.series.p99, agentX.series.p99))} |`);
   }
+  if (agentX?.loaded && work?.loaded) lines.push(`| hotplug → configured, p50, with ${agentX.loaded.linksBefore} links present (xdp-forwarder) | ${fmt(agentX.loaded.p50)} ms | ${fmt(work.loaded.p50)} ms (working loader) | ${x(ratio(work.loaded.p50, agentX.loaded.p50))} |`);
   if (agentX && pub) lines.push(`| hotplug, p50, vs the script as published (its XDP attach fails) | ${fmt(agentX.series.p50)} ms | ${fmt(pub.series.p50)} ms (XDP on ${pub.series.xdpAttached}/${pub.series.n}) | ${x(ratio(pub.series.p50, agentX.series.p50))} |`);
   for (const n of CONFIG.bursts) {
     if (agentX && work) lines.push(`| ${n} links at once, all configured (xdp-forwarder) | ${fmt(burst(agentX, n))} ms | ${fmt(burst(work, n))} ms | ${x(ratio(burst(work, n), burst(agentX, n)))} |`);
   }
   if (agentR && scr) {
     lines.push(`| hotplug → configured, p50 (router-routed) | ${fmt(agentR.series.p50)} ms | ${fmt(scr.series.p50)} ms | ${x(ratio(scr.series.p50, agentR.series.p50))} |`);
+    if (agentR.loaded && scr.loaded) lines.push(`| hotplug → configured, p50, with ${agentR.loaded.linksBefore} links present (router-routed) | ${fmt(agentR.loaded.p50)} ms | ${fmt(scr.loaded.p50)} ms | ${x(ratio(scr.loaded.p50, agentR.loaded.p50))} |`);
     const n = CONFIG.bursts.at(-1);
     lines.push(`| ${n} links at once (router-routed) | ${fmt(burst(agentR, n))} ms | ${fmt(burst(scr, n))} ms | ${x(ratio(burst(scr, n), burst(agentR, n)))} |`);
   }
@@ -136,8 +139,8 @@ function charts(cp, dp) {
   out['hotplug-latency.svg'] = barChart({
     title: 'Hotplug: link created → configured (netlink observer)',
     unit: 'milliseconds, lower is better',
-    groups: ok.map((r) => ({ label: `${r.subject} (${r.profile})`, bars: [{ series: 'p50', value: r.series.p50 }, { series: 'p90', value: r.series.p90 }, { series: 'p99', value: r.series.p99 }] })),
-    note: `${CONFIG.series} single-link events per subject`,
+    groups: ok.map((r) => ({ label: `${r.subject} (${r.profile})`, bars: [{ series: 'p50', value: r.series.p50 }, { series: 'p90', value: r.series.p90 }, { series: 'p99', value: r.series.p99 }, { series: 'p50 with the burst links present', value: r.loaded?.p50 ?? null }] })),
+    note: `${CONFIG.series} single-link events per subject, then ${CONFIG.loadedSeries} more once ${CONFIG.bursts.reduce((a, b) => a + b, 0)} burst links exist`,
   });
   out['burst.svg'] = barChart({
     title: 'N links created at once: first created → last configured',
@@ -239,6 +242,8 @@ namespace under test (the peer elsewhere). xdp-forwarder: the router link
 first, then ${CONFIG.series} physical NICs one at a time, then bursts made by one
 \`ip -batch\` (timed from just before \`ip -batch\` starts to the last link
 configured).
+Then ${CONFIG.loadedSeries} more single events with all those links present, to see whether
+one hotplug gets dearer as links accumulate.
 router-routed: client links (02:01:00:00:AA:BB). The subjects of a profile run
 side by side, each in namespaces of its own, single events interleaved
 (A, B, C, A, B, C, …), so load from elsewhere hits them alike.

@@ -132,7 +132,7 @@ function tail(path) {
  * runProfile() interleaves the subjects of a profile event by event, so a
  * load spike from elsewhere on the machine hits them all alike.
  */
-class Scenario {
+export class Scenario {
   constructor(sb, subject, profile, opts, log) {
     Object.assign(this, { sb, subject, profile, opts, log });
     this.res = { subject: subject.id, profile, label: subject.label, notes: [] };
@@ -193,10 +193,13 @@ class Scenario {
     }
   }
 
-  seriesDone() {
+  /** Closes a series of single events as res[key]; the next series starts afresh. */
+  seriesDone(key = 'series') {
     const n = this.lat.length + this.failed;
-    this.res.series = { n, failed: this.failed, xdpAttached: this.xdpSeen, ...summarize(this.lat), creationP50: summarize(this.watcher.acks).p50 };
-    this.log(`  ${this.subject.id} ${this.profile}: series p50 ${this.res.series.p50?.toFixed(2)} ms p99 ${this.res.series.p99?.toFixed(2)} ms (${this.failed} failed, XDP on ${this.xdpSeen}/${n})`);
+    const linksBefore = this.count - n;
+    this.res[key] = { n, failed: this.failed, xdpAttached: this.xdpSeen, linksBefore, ...summarize(this.lat), creationP50: summarize(this.watcher.acks).p50 };
+    this.log(`  ${this.subject.id} ${this.profile}: ${key === 'series' ? 'series' : `series with ${linksBefore} links present`} p50 ${this.res[key].p50?.toFixed(2)} ms p99 ${this.res[key].p99?.toFixed(2)} ms (${this.failed} failed, XDP on ${this.xdpSeen}/${n})`);
+    this.lat = []; this.failed = 0; this.xdpSeen = 0; this.watcher.acks = [];
   }
 
   /** N links created at once by one `ip -batch`. */
@@ -274,6 +277,18 @@ export async function runProfile(sb, subjects, profile, opts, log) {
         try { await x.burst(n); } catch (e) { fail(x, e); }
         await sleep(200);
       }
+    }
+    // Single events again, now with every burst's links present: does the
+    // cost of one hotplug grow with the number of links?
+    if (opts.loadedSeries) {
+      for (let i = 0; i < opts.loadedSeries; i++) {
+        for (const x of sc) {
+          if (x.dead) continue;
+          try { await x.single(); } catch (e) { fail(x, e); }
+          await sleep(5);
+        }
+      }
+      for (const x of sc) if (!x.dead) x.seriesDone('loaded');
     }
     await sleep(500);
   } finally {
