@@ -249,9 +249,9 @@ export class Rtnl {
     this.sock.close();
   }
 
-  /** Requests sent and not answered, and requests waiting for a slot. */
-  stats(): { inFlight: number; queued: number; dumpRetries: number } {
-    return { inFlight: this.pending.size, queued: this.queue.length, dumpRetries: this.dumpRetries };
+  /** Requests sent and not answered, requests waiting for a slot, dump retries, datagrams received. */
+  stats(): { inFlight: number; queued: number; dumpRetries: number; received: number } {
+    return { inFlight: this.pending.size, queued: this.queue.length, dumpRetries: this.dumpRetries, received: this.sock.stats().received };
   }
 
   // ------------------------------------------------------------ internals
