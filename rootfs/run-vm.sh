@@ -18,7 +18,8 @@
 #   QMP       path of a QMP socket to open (optional, for scripts).
 #
 # NICs (all virtio-net; every netdev is qemu user-mode networking with
-# restrict=on, so no frame leaves this machine):
+# restrict=on, so no frame leaves this machine; each NIC is its own network,
+# 10.0.2.0/24, 10.0.3.0/24, ... in NIC order, with qemu's DHCP server at .2):
 #   02:01:00:00:00:01   the router link
 #   52:54:00:12:34:01   physical NIC 1 (the uplink in the router profiles)
 #   52:54:00:12:34:02   physical NIC 2
@@ -68,8 +69,12 @@ case "$ACCEL" in
 esac
 
 nics=()
-nic() { # nic ID MAC
-  nics+=(-netdev "user,id=$1,restrict=on" -device "virtio-net-pci,netdev=$1,mac=$2")
+subnet=1
+nic() { # nic ID MAC: each netdev is its own user-mode network 10.0.N.0/24
+  subnet=$((subnet + 1))
+  # romfile= : no iPXE option ROM (nothing boots from the network here).
+  nics+=(-netdev "user,id=$1,restrict=on,net=10.0.$subnet.0/24"
+    -device "virtio-net-pci,netdev=$1,id=$1,mac=$2,romfile=")
 }
 nic router 02:01:00:00:00:01
 nic phys1 52:54:00:12:34:01

@@ -258,7 +258,7 @@ export class Vm {
       '-serial', 'stdio', '-qmp', `unix:${qmpPath},server=on,wait=off`,
       '-kernel', KERNEL, '-initrd', INITRAMFS, '-append', append,
     ];
-    for (const nic of o.nics) args.push('-netdev', this.netdevArgs(nic), '-device', `virtio-net-pci,netdev=${nic.id},id=${nic.id},mac=${nic.mac}`);
+    for (const nic of o.nics) args.push('-netdev', this.netdevArgs(nic), '-device', `virtio-net-pci,netdev=${nic.id},id=${nic.id},mac=${nic.mac},romfile=`);
     this.qemu = this.sb.spawn(inNs(this.ns, args), { stdio: ['pipe', 'pipe', 'pipe'] });
     this.qemu.stdout!.setEncoding('utf8');
     this.qemu.stdout!.on('data', (d: string) => this.onConsole(d));
@@ -464,7 +464,7 @@ export class Vm {
       netdev[k] = v === 'on' ? true : v;
     }
     await this.qmp.execute('netdev_add', netdev);
-    await this.qmp.execute('device_add', { driver: 'virtio-net-pci', id: nic.id, netdev: nic.id, mac: nic.mac });
+    await this.qmp.execute('device_add', { driver: 'virtio-net-pci', id: nic.id, netdev: nic.id, mac: nic.mac, romfile: '' });
   }
 
   /** Unplugs a NIC: device_del, waits for the guest to release it (ACPI eject), netdev_del. */
