@@ -63,6 +63,10 @@ async function controlPlane(sb, pubObjDir, notes) {
     const res = await runProfile(sb, subjects, profile, { ...CONFIG, pubObjDir }, log);
     for (const r of res) if (r.error) notes.push(`${r.label} (${profile}) could not be measured: ${r.error}`);
     results.push(...res);
+    // The kernel tears the dropped namespaces down in the background (a few
+    // hundred ms for thousands of veths, under the RTNL lock): let it finish
+    // before the next measurement.
+    await new Promise((r) => setTimeout(r, 1500));
   }
   return results;
 }
