@@ -282,9 +282,12 @@ XDP program that counts and drops. No pktgen on this kernel, so:
   mode, or a Linux bridge (br0 with p0 and r0, static FDB). For skb mode and the
   bridge, GRO is on at p0/r0 (a veth only accepts its peer's XDP frames with GRO
   or a native program). "Delivered Mpps" = frames counted at the sink / wall
-  time of the generator run; the generator, the DUT and the sink share the same
-  ${m.nproc} CPUs, so this is the throughput of the whole path on this machine,
-  capped by the generator. Median of ${CONFIG.reps} run(s); all runs listed.
+  time of the generator run. A veth schedules its peer's receive processing on
+  the sending CPU, so generator, DUT and sink all run on the generator's CPU
+  (in its softirq): each number is one CPU doing all three, the DUT paces the
+  generator (offered = delivered, nothing dropped), and the ratios between
+  rows are the point, not the absolute values. Median of ${CONFIG.reps} run(s);
+  all runs listed.
 - **injected**: the DUT's program itself is run with live frames at p0/r0 (for
   the bridge: an XDP_PASS program, so each frame enters the stack at p0/r0 and
   the bridge forwards it). "kernel ns/frame" is the test run's own duration per
