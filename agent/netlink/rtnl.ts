@@ -36,7 +36,7 @@ export interface RouteSpec {
 }
 
 const errMap = getSystemErrorMap();
-const ERRNO = { ETIMEDOUT: 110, ECANCELED: 125, EPROTO: 71, EINVAL: 22, EBADF: 9 } as const;
+const ERRNO = { ETIMEDOUT: 110, ECANCELED: 125, EPROTO: 71, EINVAL: 22, EBADF: 9, ENOBUFS: 105 } as const;
 
 // libuv's texts speak of files; for rtnetlink objects say it plainly.
 const PLAIN: Readonly<Record<string, string>> = {
@@ -64,6 +64,13 @@ export class NetlinkError extends Error {
     this.code = code;
     this.extack = extack;
     this.request = request;
+  }
+}
+
+/** ifindexes are positive s32 in the kernel's ABI. */
+function checkIndex(desc: string, ifindex: number, what = 'ifindex'): void {
+  if (!Number.isInteger(ifindex) || ifindex <= 0 || ifindex > 0x7fffffff) {
+    throw new NetlinkError(desc, ERRNO.EINVAL, null, `${what} ${ifindex} is not a positive 32-bit integer`);
   }
 }
 
@@ -143,6 +150,7 @@ export class Rtnl {
   }
 
   async getLink(ifindex: number): Promise<LinkMsg | null> {
+    checkIndex(`RTM_GETLINK dev ${ifindex}`, ifindex);
     try {
       const msgs = await this.request(`RTM_GETLINK dev ${ifindex}`, false, (seq) =>
         encodeMsg(C.RTM_GETLINK, C.NLM_F_REQUEST | C.NLM_F_ACK, seq, ifinfomsg({ index: ifindex }), [
@@ -174,6 +182,7 @@ export class Rtnl {
 
   async addAddress(ifindex: number, cidr: string, opts: { replace?: boolean; peer?: string } = {}): Promise<void> {
     const desc = `RTM_NEWADDR ${cidr}${opts.peer ? ` peer ${opts.peer}` : ''} dev ${ifindex}`;
+    checkIndex(desc, ifindex);
     const a = parseCidr(cidr);
     if (!a.ok) throw new NetlinkError(desc, ERRNO.EINVAL, null, a.error);
     let peer = a.value.bytes;
@@ -191,6 +200,7 @@ export class Rtnl {
 
   async deleteAddress(ifindex: number, cidr: string): Promise<void> {
     const desc = `RTM_DELADDR ${cidr} dev ${ifindex}`;
+    checkIndex(desc, ifindex);
     const a = parseCidr(cidr);
     if (!a.ok) throw new NetlinkError(desc, ERRNO.EINVAL, null, a.error);
     const fixed = ifaddrmsg({ family: a.value.family === 4 ? C.AF_INET : C.AF_INET6, prefixlen: a.value.prefixlen, index: ifindex });
@@ -227,6 +237,7 @@ export class Rtnl {
       words.push(`mtu ${change.mtu}`);
     }
     const desc = `RTM_SETLINK dev ${ifindex}${words.length ? ` ${words.join(' ')}` : ''}`;
+    checkIndex(desc, ifindex);
     if (change.mtu !== undefined && !(Number.isInteger(change.mtu) && change.mtu > 0 && change.mtu <= 0xffffffff)) {
       throw new NetlinkError(desc, ERRNO.EINVAL, null, `mtu ${change.mtu} is not a positive integer`);
     }
@@ -262,6 +273,12 @@ export class Rtnl {
     let desc = `${C.RTM_NAMES[type]} ${r.dst}${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.oif}`;
     if (table !== C.RT_TABLE_MAIN) desc += ` table ${table}`;
     if (r.priority !== undefined) desc += ` metric ${r.priority}`;
+    try {
+      checkIndex(desc, r.oif, 'oif');
+      if (r.table !== undefined) checkIndex(desc, r.table, 'table');
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const d = parseCidr(r.dst);
     if (!d.ok) return Promise.reject(new NetlinkError(desc, ERRNO.EINVAL, null, d.error));
     const fam = d.value.family;
@@ -334,7 +351,15 @@ export class Rtnl {
     r.attempts += 1;
     if (r.dump) this.dumpActive = true;
     this.pending.set(r.seq, r);
-    const sent = this.sock.send(r.build(r.seq));
+    let msg: Buffer;
+    try {
+      msg = r.build(r.seq);
+    } catch (e) {
+      // Out-of-range numbers (an ifindex of -1, an mtu of 2^40) end up here, not in the kernel.
+      this.finish(r, new NetlinkError(r.desc, ERRNO.EINVAL, null, `cannot encode the request: ${(e as Error).message}`));
+      return;
+    }
+    const sent = this.sock.send(msg);
     if (isSysErr(sent)) {
       this.finish(r, new NetlinkError(r.desc, sent.errno, null, `send failed: ${describeErrno(sent.errno).text}`));
       return;
@@ -410,7 +435,7 @@ export class Rtnl {
   private failInFlight(why: string): void {
     this.log?.warn({ inFlight: this.pending.size }, `rtnl: ${why}; failing the requests in flight`);
     for (const r of [...this.pending.values()]) {
-      this.finish(r, new NetlinkError(r.desc, 105, null, `${why}; the request may or may not have taken effect`));
+      this.finish(r, new NetlinkError(r.desc, ERRNO.ENOBUFS, null, `${why}; the request may or may not have taken effect`));
     }
   }
 }

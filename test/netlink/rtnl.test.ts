@@ -120,6 +120,11 @@ test('a nonexistent ifindex gives ENODEV with a readable message', async () => {
   assert.is(s.code, 'ENODEV');
   assert.match(s.message, 'RTM_SETLINK dev 999999 up: ENODEV');
   // Bad input never reaches the kernel and is refused the same way.
+  const neg = await rejects(rtnl.setLink(-5.5, { up: true }));
+  assert.is(neg.code, 'EINVAL');
+  assert.match(neg.message, 'RTM_SETLINK dev -5.5 up: EINVAL (ifindex -5.5 is not a positive 32-bit integer)');
+  const huge = await rejects(rtnl.setLink(1, { mtu: 2 ** 40 }));
+  assert.is(huge.code, 'EINVAL');
   const bad = await rejects(rtnl.addAddress(1, '100.64.0.300/31'));
   assert.is(bad.code, 'EINVAL');
   assert.match(bad.message, /not an IPv4 or IPv6 address/);
