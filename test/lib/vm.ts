@@ -55,6 +55,8 @@ export interface StatusJson {
   }>;
 }
 
+export type StatusIface = StatusJson['interfaces'][number];
+
 /** What the tests read from `ip -j -d link` in the guest. */
 export interface GuestLink {
   ifindex: number;
@@ -371,6 +373,21 @@ export class Vm {
       await sleep(500);
     }
     throw new Error(`netagent status never said ready in ${timeoutMs} ms: ${last}`);
+  }
+
+  /**
+   * Polls `netagent status --json` until pred holds for the interface with
+   * this MAC (pred(undefined) when it is not listed); returns it.
+   */
+  async waitIface(mac: string, pred: (i: StatusIface | undefined) => boolean, what: string, timeoutMs = 60_000): Promise<StatusIface | undefined> {
+    const t = Date.now();
+    let last: StatusIface | undefined;
+    for (;;) {
+      last = (await this.status()).interfaces.find((i) => i.mac.toLowerCase() === mac.toLowerCase());
+      if (pred(last)) return last;
+      if (Date.now() - t > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms; last seen: ${JSON.stringify(last)}`);
+      await sleep(250);
+    }
   }
 
   /** The agent's PID as s6 sees it (0 when down). */

@@ -140,6 +140,8 @@ guarded('memory with the agent running', async () => {
   console.log(`guest memory with netagent (free -m):\n${free}`);
   const rss = await vm.sh('grep VmRSS /proc/$(s6-svstat -o pid /run/service/netagent)/status');
   console.log(`netagent ${rss.trim()}`);
+  const t = await vm.sh('time -p netagent status >/dev/null 2>/tmp/st.err; cat /tmp/st.err; true');
+  console.log(`\`netagent status\` in the guest (TCG): ${t.trim().split('\n').join(', ')}`);
 });
 
 test.run();

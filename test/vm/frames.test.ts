@@ -87,4 +87,26 @@ guarded('router link: a VID naming no physical NIC (or the router link itself) g
   assert.equal(r, [], 'nothing bounced back out of the router link');
 });
 
+guarded('a NIC hotplugged at run time forwards both ways at once; unplugged, its VID goes nowhere', async () => {
+  const mac = '52:54:00:12:34:55';
+  const t = Date.now();
+  await vm.hotplug({ id: 'hp', mac, tap: true });
+  const i = (await vm.waitIface(mac, (x) => x?.state === 'configured', 'hotplugged NIC configured'))!;
+  console.log(`hotplugged TAP NIC configured ${Date.now() - t} ms after device_add (seen through the console)`);
+  const f = frame('ff:ff:ff:ff:ff:ff', '52:54:00:aa:00:03');
+  const atRouter = await vm.capture('router', CAPTURE_MS, ETH_P_TEST);
+  vm.send('hp', [f]);
+  assert.equal(await atRouter(), [hex(withTag(f, i.ifindex))], `tagged with the new NIC's ifindex ${i.ifindex}`);
+  const g = frame('52:54:00:bb:00:03', '02:00:00:00:00:09');
+  const atHp = await vm.capture('hp', CAPTURE_MS, ETH_P_TEST);
+  vm.send('router', [withTag(g, i.ifindex)]);
+  assert.equal(await atHp(), [hex(g)], 'the new NIC got the frame for its VID, untagged');
+
+  await vm.unplug('hp');
+  await vm.waitIface(mac, (x) => x === undefined, 'unplugged NIC gone');
+  const caps = await Promise.all(['router', 'phys1', 'phys2'].map((n) => vm.capture(n, CAPTURE_MS, ETH_P_TEST)));
+  vm.send('router', [withTag(frame('52:54:00:bb:00:03', '02:00:00:00:00:09'), i.ifindex)]);
+  for (const got of await Promise.all(caps.map((c) => c()))) assert.equal(got, [], 'the removed VID is forwarded nowhere');
+});
+
 test.run();

@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Sandbox } from '../lib/sandbox.js';
-import { Vm, xdpProgId, sleep, type VmNic, type StatusJson } from '../lib/vm.js';
+import { Vm, xdpProgId, type VmNic } from '../lib/vm.js';
 
 const sb = new Sandbox();
 const nics: VmNic[] = [
@@ -28,18 +28,7 @@ const guarded = (name: string, fn: () => Promise<void>) =>
     try { await fn(); } catch (e) { throw vm.withConsole(e as Error); }
   });
 
-type Iface = StatusJson['interfaces'][number];
-/** Polls status until pred holds for the interface with this MAC (or for its absence: pred(undefined)). */
-async function waitIface(mac: string, pred: (i: Iface | undefined) => boolean, what: string, timeoutMs = 60_000): Promise<Iface | undefined> {
-  const t = Date.now();
-  let last: Iface | undefined;
-  for (;;) {
-    last = (await vm.status()).interfaces.find((i) => i.mac.toLowerCase() === mac);
-    if (pred(last)) return last;
-    if (Date.now() - t > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms; last seen: ${JSON.stringify(last)}`);
-    await sleep(250);
-  }
-}
+const waitIface: Vm['waitIface'] = (...a) => vm.waitIface(...a);
 
 const HP = '52:54:00:12:34:77';
 
