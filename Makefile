@@ -40,7 +40,8 @@ build/bpf/%.o: bpf/%.c $(wildcard bpf/*.h) | .deps-apt
 
 native: native/build/Release/netlink.node
 native/build/Release/netlink.node: $(wildcard native/*.c native/*.h) native/binding.gyp | .deps-npm
-	cd native && npx --no-install node-gyp rebuild --silent
+	@# npm puts its bundled node-gyp on PATH for package scripts (npx would not find it).
+	npm run --silent install >/dev/null
 
 ts: dist/.stamp
 dist/.stamp: $(TS_SRCS) tsconfig.json | .deps-npm
