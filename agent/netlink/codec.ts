@@ -32,7 +32,8 @@ export interface LinkMsg {
   operstate: string;
   kind: string | null;
   master: number | null;
-  xdp: { attached: XdpAttached; progId: number };
+  /** progId: the program (single mode), or the first of native/skb/hw in multi mode; per-mode ids, 0 when none. */
+  xdp: { attached: XdpAttached; progId: number; skbProgId: number; drvProgId: number; hwProgId: number };
 }
 export type XdpAttached = 'none' | 'skb' | 'native' | 'hw' | 'multi';
 
@@ -46,6 +47,8 @@ export interface AddrMsg {
   local: string | null;
   scope: number;
   label: string | null;
+  /** IFA_PROTO: who added it (RTPROT_* numbers; the agent tags its own); null when not reported */
+  proto: number | null;
 }
 
 export interface RouteMsg {
@@ -277,7 +280,7 @@ export function decodeLink(p: Buffer): Result<LinkMsg> {
     if (!n.ok) return bad(`link ${name}: IFLA_LINKINFO: ${n.error}`);
     kind = str(n.value.get(C.IFLA_INFO_KIND));
   }
-  let xdp: LinkMsg['xdp'] = { attached: 'none', progId: 0 };
+  let xdp: LinkMsg['xdp'] = { attached: 'none', progId: 0, skbProgId: 0, drvProgId: 0, hwProgId: 0 };
   const xa = a.get(C.IFLA_XDP);
   if (xa) {
     const n = parseAttrs(xa);
@@ -285,8 +288,14 @@ export function decodeLink(p: Buffer): Result<LinkMsg> {
     const mode = u8(n.value.get(C.IFLA_XDP_ATTACHED)) ?? C.XDP_ATTACHED_NONE;
     const id = (t: number) => u32(n.value.get(t)) ?? 0;
     // Single mode: IFLA_XDP_PROG_ID. Multi: the per-mode ids; report the native one first.
-    const progId = id(C.IFLA_XDP_PROG_ID) || id(C.IFLA_XDP_DRV_PROG_ID) || id(C.IFLA_XDP_SKB_PROG_ID) || id(C.IFLA_XDP_HW_PROG_ID);
-    xdp = { attached: XDP_MODES[mode] ?? 'none', progId };
+    const attached = XDP_MODES[mode] ?? 'none';
+    const single = id(C.IFLA_XDP_PROG_ID);
+    // The kernel sends the per-mode ids only in multi mode: derive them otherwise.
+    const drvProgId = id(C.IFLA_XDP_DRV_PROG_ID) || (attached === 'native' ? single : 0);
+    const skbProgId = id(C.IFLA_XDP_SKB_PROG_ID) || (attached === 'skb' ? single : 0);
+    const hwProgId = id(C.IFLA_XDP_HW_PROG_ID) || (attached === 'hw' ? single : 0);
+    const progId = single || drvProgId || skbProgId || hwProgId;
+    xdp = { attached, progId, skbProgId, drvProgId, hwProgId };
   }
   const op = u8(a.get(C.IFLA_OPERSTATE));
   return ok({
@@ -331,7 +340,10 @@ export function decodeAddr(p: Buffer): Result<AddrMsg> {
   if (!local.ok) return bad(`address on ifindex ${ifindex}: ${local.error}`);
   const addr = address.value ?? local.value;
   if (addr === null) return bad(`address on ifindex ${ifindex}: neither IFA_ADDRESS nor IFA_LOCAL`);
-  return ok({ ifindex, family: fam, address: addr, prefixlen, local: local.value, scope, label: str(at.value.get(C.IFA_LABEL)) });
+  return ok({
+    ifindex, family: fam, address: addr, prefixlen, local: local.value, scope,
+    label: str(at.value.get(C.IFA_LABEL)), proto: u8(at.value.get(C.IFA_PROTO)),
+  });
 }
 
 /** Decodes the payload of RTM_NEWROUTE / RTM_DELROUTE. */
@@ -453,7 +465,13 @@ export function encodeLinkPayload(l: LinkMsg): Buffer {
   if (l.kind !== null) attrs.push(attrNested(C.IFLA_LINKINFO, [attrStr(C.IFLA_INFO_KIND, l.kind)]));
   if (l.master !== null) attrs.push(attrU32(C.IFLA_MASTER, l.master));
   const x: Attr[] = [attrU8(C.IFLA_XDP_ATTACHED, XDP_CODES[l.xdp.attached])];
-  if (l.xdp.progId) x.push(attrU32(C.IFLA_XDP_PROG_ID, l.xdp.progId));
+  if (l.xdp.attached === 'multi') {
+    if (l.xdp.drvProgId) x.push(attrU32(C.IFLA_XDP_DRV_PROG_ID, l.xdp.drvProgId));
+    if (l.xdp.skbProgId) x.push(attrU32(C.IFLA_XDP_SKB_PROG_ID, l.xdp.skbProgId));
+    if (l.xdp.hwProgId) x.push(attrU32(C.IFLA_XDP_HW_PROG_ID, l.xdp.hwProgId));
+  } else if (l.xdp.progId) {
+    x.push(attrU32(C.IFLA_XDP_PROG_ID, l.xdp.progId));
+  }
   attrs.push(attrNested(C.IFLA_XDP, x));
   return Buffer.concat([ifinfomsg({ index: l.ifindex, flags: l.flags }), encodeAttrs(attrs)]);
 }
@@ -469,6 +487,7 @@ export function encodeAddrPayload(a: AddrMsg): Buffer {
   const attrs: Attr[] = [attr(C.IFA_ADDRESS, ipBytes(a.address))];
   if (a.local !== null) attrs.push(attr(C.IFA_LOCAL, ipBytes(a.local)));
   if (a.label !== null) attrs.push(attrStr(C.IFA_LABEL, a.label));
+  if (a.proto !== null) attrs.push(attrU8(C.IFA_PROTO, a.proto));
   return Buffer.concat([
     ifaddrmsg({ family: a.family === 4 ? C.AF_INET : C.AF_INET6, prefixlen: a.prefixlen, scope: a.scope, index: a.ifindex }),
     encodeAttrs(attrs),

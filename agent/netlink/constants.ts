@@ -123,6 +123,7 @@ export const IFA_LABEL = 3;
 export const IFA_BROADCAST = 4;
 export const IFA_CACHEINFO = 6;
 export const IFA_FLAGS = 8;
+export const IFA_PROTO = 11; // u8, who added the address (kernel >= 5.18), RTPROT_* values
 export const IFA_F_NODAD = 0x02;
 export const IFA_F_PERMANENT = 0x80;
 

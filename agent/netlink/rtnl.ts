@@ -14,7 +14,7 @@ import { getSystemErrorMap } from 'node:util';
 import type { Logger } from '../log.js';
 import * as C from './constants.js';
 import {
-  attr, attrU32, decodeAddr, decodeError, decodeLink, decodeRoute, encodeMsg, ifaddrmsg, ifinfomsg,
+  attr, attrU8, attrU32, decodeAddr, decodeError, decodeLink, decodeRoute, encodeMsg, ifaddrmsg, ifinfomsg,
   parseCidr, parseIp, parseMessages, rtmsg, type Attr, type NlMsg, type Result,
 } from './codec.js';
 import { NetlinkSocket, isSysErr, type SysErr } from './socket.js';
@@ -180,7 +180,8 @@ export class Rtnl {
     return this.decodeAll(msgs, C.RTM_NEWROUTE, decodeRoute, 'route').filter((r) => !family || r.family === family);
   }
 
-  async addAddress(ifindex: number, cidr: string, opts: { replace?: boolean; peer?: string } = {}): Promise<void> {
+  /** opts.proto: IFA_PROTO, an RTPROT_*-style tag saying who added the address (the agent passes its own). */
+  async addAddress(ifindex: number, cidr: string, opts: { replace?: boolean; peer?: string; proto?: number } = {}): Promise<void> {
     const desc = `RTM_NEWADDR ${cidr}${opts.peer ? ` peer ${opts.peer}` : ''} dev ${ifindex}`;
     checkIndex(desc, ifindex);
     const a = parseCidr(cidr);
@@ -191,11 +192,14 @@ export class Rtnl {
       if (!p || p.family !== a.value.family) throw new NetlinkError(desc, ERRNO.EINVAL, null, `peer '${opts.peer}' is not an IPv${a.value.family} address`);
       peer = p.bytes;
     }
+    if (opts.proto !== undefined && !(Number.isInteger(opts.proto) && opts.proto >= 0 && opts.proto <= 255)) {
+      throw new NetlinkError(desc, ERRNO.EINVAL, null, `proto ${opts.proto} is not 0..255`);
+    }
     const flags = C.NLM_F_REQUEST | C.NLM_F_ACK | C.NLM_F_CREATE | (opts.replace ? C.NLM_F_REPLACE : C.NLM_F_EXCL);
     const fixed = ifaddrmsg({ family: a.value.family === 4 ? C.AF_INET : C.AF_INET6, prefixlen: a.value.prefixlen, index: ifindex });
-    await this.request(desc, false, (seq) =>
-      encodeMsg(C.RTM_NEWADDR, flags, seq, fixed, [attr(C.IFA_LOCAL, a.value.bytes), attr(C.IFA_ADDRESS, peer)]),
-    );
+    const attrs = [attr(C.IFA_LOCAL, a.value.bytes), attr(C.IFA_ADDRESS, peer)];
+    if (opts.proto !== undefined) attrs.push(attrU8(C.IFA_PROTO, opts.proto));
+    await this.request(desc, false, (seq) => encodeMsg(C.RTM_NEWADDR, flags, seq, fixed, attrs));
   }
 
   async deleteAddress(ifindex: number, cidr: string): Promise<void> {

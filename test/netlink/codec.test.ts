@@ -13,10 +13,10 @@ import {
 const link: LinkMsg = {
   ifindex: 42, name: 'veth-router', mac: '02:01:0a:0b:0c:0d', flags: C.IFF_UP | C.IFF_RUNNING | C.IFF_PROMISC | C.IFF_BROADCAST,
   up: true, running: true, promisc: true, mtu: 1500, operstate: 'UP', kind: 'veth', master: 7,
-  xdp: { attached: 'skb', progId: 123 },
+  xdp: { attached: 'skb', progId: 123, skbProgId: 123, drvProgId: 0, hwProgId: 0 },
 };
-const addr4: AddrMsg = { ifindex: 5, family: 4, address: '100.64.0.3', prefixlen: 31, local: '100.64.0.2', scope: 0, label: 'eth0' };
-const addr6: AddrMsg = { ifindex: 6, family: 6, address: 'fe80::1:2ff:fe03:405', prefixlen: 64, local: null, scope: 253, label: null };
+const addr4: AddrMsg = { ifindex: 5, family: 4, address: '100.64.0.3', prefixlen: 31, local: '100.64.0.2', scope: 0, label: 'eth0', proto: 99 };
+const addr6: AddrMsg = { ifindex: 6, family: 6, address: 'fe80::1:2ff:fe03:405', prefixlen: 64, local: null, scope: 253, label: null, proto: null };
 const route4: RouteMsg = {
   family: 4, dst: '100.64.1.2', dstLen: 32, oif: 9, gateway: null, table: 254, protocol: 4, scope: 253, type: 1, priority: null,
 };
@@ -73,20 +73,38 @@ test('several messages in one datagram keep their order, header fields and paylo
   assert.is(msgs[2]!.payload.length, 4);
 });
 
-test('xdp attachment modes and link kinds decode to names', () => {
-  const cases: Array<[number, LinkMsg['xdp']['attached']]> = [[0, 'none'], [1, 'native'], [2, 'skb'], [3, 'hw'], [4, 'multi'], [77, 'none']];
-  for (const [code, name] of cases) {
-    const p = Buffer.concat([
-      encodeLinkPayload({ ...link, xdp: { attached: 'none', progId: 0 } }).subarray(0, C.IFINFOMSG_LEN),
+test('xdp attachment: mode names and program ids, single and multi mode as the kernel reports them', () => {
+  const xdpLink = (attrs: Array<[number, number, 'u8' | 'u32']>) =>
+    Buffer.concat([
+      encodeLinkPayload(link).subarray(0, C.IFINFOMSG_LEN),
       encodeAttrs([
         attrStr(C.IFLA_IFNAME, 'x'),
-        { type: C.IFLA_XDP | C.NLA_F_NESTED, data: encodeAttrs([{ type: C.IFLA_XDP_ATTACHED, data: Buffer.from([code]) }, attrU32(C.IFLA_XDP_DRV_PROG_ID, 9)]) },
+        { type: C.IFLA_XDP | C.NLA_F_NESTED, data: encodeAttrs(attrs.map(([t, v, w]) => (w === 'u8' ? { type: t, data: Buffer.from([v]) } : attrU32(t, v)))) },
       ]),
     ]);
-    const r = decodeLink(p);
-    assert.ok(r.ok, `mode ${code}`);
-    if (r.ok) assert.equal(r.value.xdp, { attached: name, progId: 9 });
+  const cases: Array<[Array<[number, number, 'u8' | 'u32']>, LinkMsg['xdp']]> = [
+    [[[C.IFLA_XDP_ATTACHED, 0, 'u8']], { attached: 'none', progId: 0, skbProgId: 0, drvProgId: 0, hwProgId: 0 }],
+    // Single mode: the per-mode id and IFLA_XDP_PROG_ID.
+    [[[C.IFLA_XDP_SKB_PROG_ID, 7, 'u32'], [C.IFLA_XDP_ATTACHED, 2, 'u8'], [C.IFLA_XDP_PROG_ID, 7, 'u32']],
+      { attached: 'skb', progId: 7, skbProgId: 7, drvProgId: 0, hwProgId: 0 }],
+    [[[C.IFLA_XDP_DRV_PROG_ID, 8, 'u32'], [C.IFLA_XDP_ATTACHED, 1, 'u8'], [C.IFLA_XDP_PROG_ID, 8, 'u32']],
+      { attached: 'native', progId: 8, skbProgId: 0, drvProgId: 8, hwProgId: 0 }],
+    // Only IFLA_XDP_PROG_ID (older kernels): the mode says whose it is.
+    [[[C.IFLA_XDP_ATTACHED, 3, 'u8'], [C.IFLA_XDP_PROG_ID, 9, 'u32']], { attached: 'hw', progId: 9, skbProgId: 0, drvProgId: 0, hwProgId: 9 }],
+    // Multi mode: no IFLA_XDP_PROG_ID, one id per mode.
+    [[[C.IFLA_XDP_SKB_PROG_ID, 5, 'u32'], [C.IFLA_XDP_DRV_PROG_ID, 6, 'u32'], [C.IFLA_XDP_ATTACHED, 4, 'u8']],
+      { attached: 'multi', progId: 6, skbProgId: 5, drvProgId: 6, hwProgId: 0 }],
+    // A mode this code does not know is 'none', ids kept.
+    [[[C.IFLA_XDP_ATTACHED, 77, 'u8']], { attached: 'none', progId: 0, skbProgId: 0, drvProgId: 0, hwProgId: 0 }],
+  ];
+  for (const [attrs, want] of cases) {
+    const r = decodeLink(xdpLink(attrs));
+    assert.ok(r.ok);
+    if (r.ok) assert.equal(r.value.xdp, want);
   }
+  const multi = { ...link, xdp: { attached: 'multi' as const, progId: 6, skbProgId: 5, drvProgId: 6, hwProgId: 0 } };
+  const rt = decodeLink(encodeLinkPayload(multi));
+  assert.ok(rt.ok && rt.value.xdp.skbProgId === 5 && rt.value.xdp.drvProgId === 6 && rt.value.xdp.progId === 6);
 });
 
 test('NLMSG_ERROR: acks, errno, capped request header, ext-ack message and offset', () => {

@@ -4,6 +4,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Sandbox, ownNetns, ip, ipJson, run, uniq } from '../lib/sandbox.js';
 import { NetlinkError, Rtnl, type LinkMsg } from '../../agent/netlink/rtnl.js';
 
@@ -110,6 +113,48 @@ test('addresses: add, add again (EEXIST with ext-ack), replace, peer, dump, dele
   assert.equal(addrs(v.a), []);
   const gone = await rejects(rtnl.deleteAddress(idx, '100.64.0.2/31'));
   assert.is(gone.code, 'EADDRNOTAVAIL');
+});
+
+test('an address carries the protocol tag it was added with (IFA_PROTO)', async () => {
+  const idx = ifindex(v.a);
+  await rtnl.addAddress(idx, '100.64.0.4/31', { proto: 99 });
+  ip(null, 'addr', 'add', '100.64.0.6/31', 'dev', v.a);
+  const mine = (await rtnl.dumpAddresses(4)).filter((a) => a.ifindex === idx);
+  assert.is(mine.find((a) => a.local === '100.64.0.4')?.proto, 99);
+  const other = mine.find((a) => a.local === '100.64.0.6')!;
+  assert.ok(other.proto === null || other.proto === 0, 'no tag on an address ip(8) added');
+  const bad = await rejects(rtnl.addAddress(idx, '100.64.0.8/31', { proto: 300 }));
+  assert.is(bad.code, 'EINVAL');
+  await rtnl.deleteAddress(idx, '100.64.0.4/31');
+  await rtnl.deleteAddress(idx, '100.64.0.6/31');
+});
+
+test('XDP programs attached with ip are reported with their mode and id', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'netagent-xdp-'));
+  try {
+    writeFileSync(join(dir, 'pass.c'), [
+      '#include <linux/bpf.h>',
+      '__attribute__((section("xdp"), used)) int pass(struct xdp_md *ctx) { return XDP_PASS; }',
+      'char _license[] __attribute__((section("license"), used)) = "GPL";',
+    ].join('\n'));
+    run('clang', ['-O2', '-target', 'bpf', '-I/usr/include/x86_64-linux-gnu', '-c', join(dir, 'pass.c'), '-o', join(dir, 'pass.o')]);
+    const idx = ifindex(v.a);
+    const progId = () => ipJson<Array<{ xdp?: { prog?: { id: number } } }>>(null, 'link', 'show', 'dev', v.a)[0]!.xdp!.prog!.id;
+    for (const [flag, mode] of [['xdpgeneric', 'skb'], ['xdpdrv', 'native']] as const) {
+      ip(null, 'link', 'set', 'dev', v.a, flag, 'obj', join(dir, 'pass.o'), 'sec', 'xdp');
+      const id = progId();
+      const l = (await rtnl.getLink(idx))!;
+      assert.is(l.xdp.attached, mode);
+      assert.is(l.xdp.progId, id);
+      assert.is(mode === 'skb' ? l.xdp.skbProgId : l.xdp.drvProgId, id);
+      const d = (await rtnl.dumpLinks()).find((x) => x.ifindex === idx)!;
+      assert.equal(d.xdp, l.xdp);
+      ip(null, 'link', 'set', 'dev', v.a, flag, 'off');
+    }
+    assert.equal((await rtnl.getLink(idx))!.xdp, { attached: 'none', progId: 0, skbProgId: 0, drvProgId: 0, hwProgId: 0 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a nonexistent ifindex gives ENODEV with a readable message', async () => {
