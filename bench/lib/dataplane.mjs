@@ -167,79 +167,103 @@ async function settle(read) {
   return last;
 }
 
-/**
- * Pumps frames with runOnce(repeat) and counts them at the sink. Calibrates
- * the repeat count so one run lasts about targetSec.
- */
-async function pump(runOnce, sinkRead, targetSec, reps) {
-  const cal = runOnce(20_000);
-  await settle(sinkRead);
-  const rate = 20_000 / (cal.wallNs / 1e9);
-  const repeat = Math.max(50_000, Math.min(50_000_000, Math.round(rate * targetSec)));
-  const runs = [];
-  for (let i = 0; i < reps; i++) {
-    const before = await settle(sinkRead);
-    const r = runOnce(repeat);
-    const delivered = (await settle(sinkRead)) - before;
-    runs.push({
-      repeat, wallNs: r.wallNs, kernelNsPerFrame: r.durationNs,
-      offeredPps: repeat / (r.wallNs / 1e9), deliveredPps: delivered / (r.wallNs / 1e9), delivered,
-    });
-  }
-  runs.sort((a, b) => a.deliveredPps - b.deliveredPps);
-  const med = runs[Math.floor(runs.length / 2)];
-  return { ...med, runs: runs.map((x) => Math.round(x.deliveredPps)) };
+/** One measured run: frames counted at the sink over the wall time of the run. */
+async function once(runOnce, sinkRead, repeat) {
+  const before = await settle(sinkRead);
+  const r = runOnce(repeat);
+  const delivered = (await settle(sinkRead)) - before;
+  return {
+    repeat, wallNs: r.wallNs, kernelNsPerFrame: r.durationNs,
+    offeredPps: repeat / (r.wallNs / 1e9), deliveredPps: delivered / (r.wallNs / 1e9), delivered,
+  };
+}
+
+/** Repeat count for about targetSec per run, from a short calibration run. */
+async function calibrate(runOnce, sinkRead, targetSec) {
+  const cal = await once(runOnce, sinkRead, 20_000);
+  return Math.max(50_000, Math.min(50_000_000, Math.round(20_000 / (cal.wallNs / 1e9) * targetSec)));
+}
+
+function median(runs) {
+  const sorted = [...runs].sort((a, b) => a.deliveredPps - b.deliveredPps);
+  const med = sorted[Math.floor(sorted.length / 2)];
+  const ns = [...runs].map((r) => r.kernelNsPerFrame).sort((a, b) => a - b);
+  return { ...med, kernelNsPerFrame: ns[Math.floor(ns.length / 2)], runs: runs.map((x) => Math.round(x.deliveredPps)) };
 }
 
 const DIRS = { p2r: 'physical→router', r2p: 'router→physical' };
 
+/**
+ * Every forwarder (netagent skb/native, published skb/native, bridge) gets
+ * a topology of its own, all set up first; then, per frame size and
+ * direction, the runs are interleaved (A, B, C, ..., A, B, C, ...) so that
+ * load from elsewhere hits every forwarder alike.
+ */
 export async function runDataPlane(sb, opts, log) {
   const out = { wire: [], injected: [], notes: [] };
-  const duts = [];
-  if (opts.netagentBpfDir) duts.push('netagent'); else out.notes.push('netagent BPF objects missing: only the published stand-ins and the bridge were measured');
-  duts.push('published', 'bridge');
-  for (const kind of duts) {
-    const modes = kind === 'bridge' ? ['stack'] : ['skb', 'native'];
-    for (const mode of modes) {
-      const t = topology(sb);
-      const pinDir = sb.bpffs();
-      const tl = tools(sb, t, opts.objDir);
-      let d;
-      try {
-        d = await dut(sb, kind, mode === 'stack' ? null : mode, t, tl, { ...opts, pinDir });
-        for (const size of opts.sizes) {
-          for (const dir of ['p2r', 'r2p']) {
-            const tagged = kind !== 'bridge' && dir === 'r2p';
-            const f = dir === 'p2r' ? frame(size, MAC.rr0, MAC.g0) : frame(size, MAC.g0, MAC.rr0, tagged ? t.idx.p0 : null);
-            const genNs = dir === 'p2r' ? t.G : t.R;
-            const genIf = dir === 'p2r' ? t.idx.g0 : t.idx.rr0;
-            const sinkRead = dir === 'p2r' ? tl.atRouter : tl.atPhysical;
-            const wire = await pump((repeat) => tl.generate(genNs, genIf, f, repeat), sinkRead, opts.targetSec, opts.reps);
-            out.wire.push({ dut: kind, mode, size, dir, ...wire });
-            log(`  wire ${kind}/${mode} ${size} B ${DIRS[dir]}: ${(wire.deliveredPps / 1e6).toFixed(3)} Mpps delivered (offered ${(wire.offeredPps / 1e6).toFixed(3)})`);
-            // Injected: once per DUT kind (the attach mode does not matter there).
-            if (mode !== 'skb') {
-              const inj = await pump((repeat) => d.inject(dir, f, repeat), sinkRead, opts.targetSec, opts.reps);
-              out.injected.push({ dut: kind, size, dir, ...inj });
-              log(`  injected ${kind} ${size} B ${DIRS[dir]}: ${inj.kernelNsPerFrame} ns/frame (kernel), ${(inj.deliveredPps / 1e6).toFixed(3)} Mpps delivered`);
-            }
+  const kinds = [];
+  if (opts.netagentBpfDir) kinds.push('netagent'); else out.notes.push('netagent BPF objects missing: only the published stand-ins and the bridge were measured');
+  kinds.push('published', 'bridge');
+  const setups = [];
+  try {
+    for (const kind of kinds) {
+      for (const mode of kind === 'bridge' ? ['stack'] : ['skb', 'native']) {
+        const t = topology(sb);
+        const pinDir = sb.bpffs();
+        const setup = { kind, mode, t, pinDir };
+        setups.push(setup);
+        setup.tl = tools(sb, t, opts.objDir);
+        setup.d = await dut(sb, kind, mode === 'stack' ? null : mode, t, setup.tl, { ...opts, pinDir });
+      }
+    }
+    for (const size of opts.sizes) {
+      for (const dir of ['p2r', 'r2p']) {
+        const jobs = [];
+        for (const x of setups) {
+          const { t, tl, d, kind, mode } = x;
+          const tagged = kind !== 'bridge' && dir === 'r2p';
+          const f = dir === 'p2r' ? frame(size, MAC.rr0, MAC.g0) : frame(size, MAC.g0, MAC.rr0, tagged ? t.idx.p0 : null);
+          const sinkRead = dir === 'p2r' ? tl.atRouter : tl.atPhysical;
+          const genNs = dir === 'p2r' ? t.G : t.R;
+          const genIf = dir === 'p2r' ? t.idx.g0 : t.idx.rr0;
+          jobs.push({ x, what: 'wire', sinkRead, run: (repeat) => tl.generate(genNs, genIf, f, repeat), runs: [] });
+          // Injected: once per forwarder (the attach mode does not matter there).
+          if (mode !== 'skb') jobs.push({ x, what: 'injected', sinkRead, run: (repeat) => d.inject(dir, f, repeat), runs: [] });
+        }
+        for (const j of jobs) j.repeat = await calibrate(j.run, j.sinkRead, opts.targetSec);
+        for (let rep = 0; rep < opts.reps; rep++) {
+          for (const j of jobs) j.runs.push(await once(j.run, j.sinkRead, j.repeat));
+        }
+        for (const j of jobs) {
+          const m = median(j.runs);
+          const { kind, mode } = j.x;
+          if (j.what === 'wire') {
+            out.wire.push({ dut: kind, mode, size, dir, ...m });
+            log(`  wire ${kind}/${mode} ${size} B ${DIRS[dir]}: ${(m.deliveredPps / 1e6).toFixed(3)} Mpps delivered (offered ${(m.offeredPps / 1e6).toFixed(3)})`);
+          } else {
+            out.injected.push({ dut: kind, size, dir, ...m });
+            log(`  injected ${kind} ${size} B ${DIRS[dir]}: ${m.kernelNsPerFrame} ns/frame (kernel), ${(m.deliveredPps / 1e6).toFixed(3)} Mpps delivered`);
           }
         }
-        if (kind === 'bridge') {
-          // The injector's own cost (restore 18 bytes + tail call), to read the injected rows against.
-          const f = frame(64, MAC.rr0, MAC.g0);
-          const r = tl.inject(t.D, t.idx.p0, tl.dropFd, f, 1_000_000);
-          out.injectorNs = r.durationNs;
-          log(`  injector alone (restore + tail call + XDP_DROP): ${r.durationNs} ns/frame`);
-        }
-        if (d.counters) out.notes.push(`netagent counters after ${mode}: ${JSON.stringify(Object.fromEntries(Object.entries(d.counters()).filter(([, v]) => v > 0n).map(([k, v]) => [k, Number(v)])))}`);
-      } finally {
-        d?.close();
-        tl.close();
-        sb.enterRoot();
-        sb.dropNetns(t.G); sb.dropNetns(t.D); sb.dropNetns(t.R);
-        sb.dropBpffs(pinDir);
       }
+    }
+    const br = setups.find((x) => x.kind === 'bridge');
+    if (br) {
+      // The injector's own cost (restore 18 bytes + tail call), to read the injected rows against.
+      const r = br.tl.inject(br.t.D, br.t.idx.p0, br.tl.dropFd, frame(64, MAC.rr0, MAC.g0), 1_000_000);
+      out.injectorNs = r.durationNs;
+      log(`  injector alone (restore + tail call + XDP_DROP): ${r.durationNs} ns/frame`);
+    }
+    for (const x of setups) {
+      if (x.d?.counters) out.notes.push(`netagent's own counters after the ${x.mode}-mode runs: ${JSON.stringify(Object.fromEntries(Object.entries(x.d.counters()).filter(([, v]) => v > 0n).map(([k, v]) => [k, Number(v)])))}`);
+    }
+  } finally {
+    sb.enterRoot();
+    for (const x of setups) {
+      try { x.d?.close(); } catch { /* best effort */ }
+      try { x.tl?.close(); } catch { /* best effort */ }
+      sb.dropNetns(x.t.G); sb.dropNetns(x.t.D); sb.dropNetns(x.t.R);
+      sb.dropBpffs(x.pinDir);
     }
   }
   return out;
