@@ -10,7 +10,7 @@ import { cpus, totalmem, release } from 'node:os';
 import { Sandbox, sh } from './lib/sandbox.mjs';
 import { runProfile, SUBJECTS, netagentAvailable, ROOT } from './lib/controlplane.mjs';
 import { runDataPlane } from './lib/dataplane.mjs';
-import { barChart, table, fmt, ratio } from './lib/report.mjs';
+import { barChart, scatterChart, table, fmt, ratio } from './lib/report.mjs';
 
 const QUICK = process.env.QUICK === '1';
 const CONFIG = QUICK
@@ -146,6 +146,16 @@ function charts(cp, dp) {
     groups: ok.map((r) => ({ label: `${r.subject} (${r.profile})`, bars: [{ series: 'p50', value: r.series.p50 }, { series: 'p90', value: r.series.p90 }, { series: 'p99', value: r.series.p99 }, { series: 'p50 with the burst links present', value: r.loaded?.p50 ?? null }] })),
     note: `${CONFIG.series} single-link events per subject, then ${CONFIG.loadedSeries} more once ${CONFIG.bursts.reduce((a, b) => a + b, 0)} burst links exist`,
   });
+  for (const profile of ['xdp-forwarder', 'router-routed']) {
+    const rs = ok.filter((r) => r.profile === profile && r.points?.length);
+    if (!rs.length) continue;
+    out[`hotplug-vs-links-${profile}.svg`] = scatterChart({
+      title: `Hotplug latency against links already present (${profile})`,
+      xLabel: 'links present when the new one appears', yLabel: 'milliseconds, link created → configured',
+      series: rs.map((r) => ({ name: r.subject, points: r.points })),
+      note: 'left: the single-event series; right: the same after the bursts. Open circles: clipped at the top.',
+    });
+  }
   out['burst.svg'] = barChart({
     title: 'N links created at once: first created → last configured',
     unit: 'milliseconds, lower is better',
@@ -266,7 +276,7 @@ needs to work here, and the fair comparison.
 
 ${cpMarkdown(cp)}
 
-${linkPrefix ? `![hotplug latency](${linkPrefix}hotplug-latency.svg)\n\n![bursts](${linkPrefix}burst.svg)` : ''}
+${linkPrefix ? `![hotplug latency](${linkPrefix}hotplug-latency.svg)\n\n![bursts](${linkPrefix}burst.svg)\n\n${['xdp-forwarder', 'router-routed'].filter((p) => existsSync(join(outDir, `hotplug-vs-links-${p}.svg`))).map((p) => `![hotplug latency against links present, ${p}](${linkPrefix}hotplug-vs-links-${p}.svg)`).join('\n\n')}` : ''}
 
 ## Data plane
 

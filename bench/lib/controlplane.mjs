@@ -186,6 +186,7 @@ export class Scenario {
     const ok = await watcher.waitAll([name], 5_000);
     const l = watcher.latency(name);
     if (!ok || l === null) this.failed += 1; else this.lat.push(l);
+    if (l !== null) (this.res.points ??= []).push([this.count - 1, Math.round(l * 1000) / 1000]); // [links present before, ms]
     if (watcher.finished.get(name)?.xdp) this.xdpSeen += 1;
     if (this.failed >= 3 && this.lat.length === 0) {
       // Nothing gets configured: do not spend 10 s per event finding that out again.

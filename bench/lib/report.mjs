@@ -57,3 +57,44 @@ export function ratio(a, b) {
   if (!a || !b) return null;
   return a / b;
 }
+
+/**
+ * Scatter chart: series [{name, points: [[x, y], ...]}]. The y axis ends a
+ * little above the 99th percentile of all points; points above it are drawn
+ * on the top edge as open circles.
+ */
+export function scatterChart({ title, xLabel, yLabel, series, note = '' }) {
+  const all = series.flatMap((s) => s.points);
+  const ys = all.map((p) => p[1]).sort((a, b) => a - b);
+  const yMax = Math.max(1e-9, (ys[Math.floor(ys.length * 0.99)] ?? 1) * 1.15);
+  const xMax = Math.max(1, ...all.map((p) => p[0]));
+  const L = 60, T = 50, W = 640, H = 300;
+  const sx = (x) => L + (x / xMax) * W, sy = (y) => T + H - (Math.min(y, yMax) / yMax) * H;
+  const parts = [];
+  for (let i = 0; i <= 4; i++) {
+    const y = (yMax * i) / 4;
+    parts.push(`<line x1="${L}" x2="${L + W}" y1="${sy(y)}" y2="${sy(y)}" stroke="#ddd"/><text x="${L - 6}" y="${sy(y) + 4}" text-anchor="end" font-size="11">${esc(fmt(y))}</text>`);
+    const x = (xMax * i) / 4;
+    parts.push(`<text x="${sx(x)}" y="${T + H + 16}" text-anchor="middle" font-size="11">${Math.round(x)}</text>`);
+  }
+  series.forEach((s, i) => {
+    const c = PALETTE[i % PALETTE.length];
+    for (const [x, y] of s.points) {
+      parts.push(y > yMax
+        ? `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.5" fill="none" stroke="${c}"/>`
+        : `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2" fill="${c}" fill-opacity="0.6"/>`);
+    }
+    const lx = L + (i % 2) * 330, ly = T + H + 34 + Math.floor(i / 2) * 18;
+    parts.push(`<rect x="${lx}" y="${ly}" width="12" height="12" fill="${c}"/><text x="${lx + 18}" y="${ly + 10}" font-size="12">${esc(s.name)}</text>`);
+  });
+  const h = T + H + 40 + Math.ceil(series.length / 2) * 18 + (note ? 18 : 0);
+  if (note) parts.push(`<text x="20" y="${h - 6}" font-size="11" fill="#555">${esc(note)}</text>`);
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${L + W + 30}" height="${h}" font-family="sans-serif">
+<rect width="100%" height="100%" fill="white"/>
+<text x="20" y="22" font-size="15" font-weight="bold">${esc(title)}</text>
+<text x="20" y="40" font-size="12" fill="#555">${esc(yLabel)}; x: ${esc(xLabel)}</text>
+<line x1="${L}" x2="${L}" y1="${T}" y2="${T + H}" stroke="#888"/><line x1="${L}" x2="${L + W}" y1="${T + H}" y2="${T + H}" stroke="#888"/>
+${parts.join('\n')}
+</svg>
+`;
+}
