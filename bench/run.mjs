@@ -103,7 +103,12 @@ function headline(cp, dp) {
   const agentX = get('netagent', 'xdp-forwarder'), agentR = get('netagent', 'router-routed');
   const pub = get('script-published', 'xdp-forwarder'), work = get('script-working', 'xdp-forwarder'), scr = get('script', 'router-routed');
   const burst = (r, n) => r?.bursts?.find((b) => b.n === n && b.complete)?.allConfiguredMs;
-  const x = (v) => (v ? `${v >= 10 ? v.toFixed(0) : v.toFixed(1)}×` : 'n/a');
+  const behind = [];
+  const x = (v) => {
+    if (!v) return 'n/a';
+    if (v < 1) behind.push(v);
+    return `${v >= 10 ? v.toFixed(0) : v.toFixed(v < 1 ? 2 : 1)}×${v < 1 ? ' **(behind)**' : ''}`;
+  };
   if (agentX && work) {
     lines.push(`| hotplug → configured, p50 (xdp-forwarder) | ${fmt(agentX.series.p50)} ms | ${fmt(work.series.p50)} ms (working loader) | ${x(ratio(work.series.p50, agentX.series.p50))} |`);
     lines.push(`| hotplug → configured, p99 (xdp-forwarder) | ${fmt(agentX.series.p99)} ms | ${fmt(work.series.p99)} ms (working loader) | ${x(ratio(work.series.p99, agentX.series.p99))} |`);
@@ -134,7 +139,7 @@ function headline(cp, dp) {
       if (ia && ib) lines.push(`| ${name}, ${size} B, ns per frame (live test run) | ${ia} ns | ${ib} ns | ${x(ratio(ib, ia))} |`);
     }
   }
-  return { cp: cpLines, dp: lines, xdpDut };
+  return { cp: cpLines, dp: lines, xdpDut, behind: behind.length };
 }
 
 function charts(cp, dp) {
@@ -229,7 +234,7 @@ the machine adds noise, which is why every comparison here is made within one ru
 
 ## Headline ratios
 
-Control plane (× = how many times faster netagent is; < 1× means slower):
+Control plane (× = how many times faster netagent is; below 1× it is slower, marked **(behind)**):
 
 | measure | netagent | published approach | netagent advantage |
 | --- | --- | --- | --- |
