@@ -15,7 +15,7 @@ import { barChart, scatterChart, table, fmt, ratio } from './lib/report.mjs';
 const QUICK = process.env.QUICK === '1';
 const CONFIG = QUICK
   ? { series: 40, bursts: [10, 100], loadedSeries: 20, burstTimeoutMs: 60_000, sizes: [64, 1500], targetSec: 0.15, reps: 1 }
-  : { series: 300, bursts: [10, 100, 1000], loadedSeries: 100, burstTimeoutMs: 120_000, sizes: [64, 1500], targetSec: 0.4, reps: 5 };
+  : { series: 300, bursts: [10, 100, 1000], loadedSeries: 100, burstTimeoutMs: 120_000, sizes: [64, 1500], targetSec: 0.25, reps: 7 };
 
 const t0 = Date.now();
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');

@@ -122,6 +122,15 @@ async function startSubject(sb, subject, ctx) {
   return { child, startMs, failures: [], pid: child.pid, sock, logPath };
 }
 
+/** The `err` of the last JSON log line that has one (pino), else the last line. */
+function lastError(path) {
+  const lines = tail(path).split('\n').filter(Boolean);
+  for (const l of lines.reverse()) {
+    try { const j = JSON.parse(l); if (j.err) return `${j.link ? `${j.link}: ` : ''}${typeof j.err === 'string' ? j.err : j.err.message ?? JSON.stringify(j.err)}`; } catch { /* not JSON */ }
+  }
+  return lines[0] ?? '(empty log)';
+}
+
 function tail(path) {
   try { return readFileSync(path, 'utf8').split('\n').slice(-15).join('\n'); } catch { return '(no log)'; }
 }
@@ -190,7 +199,7 @@ export class Scenario {
     if (watcher.finished.get(name)?.xdp) this.xdpSeen += 1;
     if (this.failed >= 3 && this.lat.length === 0) {
       // Nothing gets configured: do not spend 10 s per event finding that out again.
-      throw new Error(`${this.subject.label}: the first ${this.failed} links were never seen configured (${this.profile}); log: ${this.subj.logPath ? tail(this.subj.logPath).split('\n').slice(-3).join(' / ') : 'n/a'}`);
+      throw new Error(`the first ${this.failed} links were never seen configured${this.subj.logPath ? `; its last error: ${lastError(this.subj.logPath)}` : ''}`);
     }
   }
 
