@@ -329,8 +329,10 @@ ${notes.length ? notes.map((n) => `- ${n}`).join('\n') : '- none'}
   };
   writeFileSync(join(outDir, 'results.md'), md('./'));
   const rel = outDir.slice(join(BENCH, 'results').length + 1);
-  writeFileSync(join(BENCH, 'results', 'latest.md'), md(`${rel}/`));
-  log(`bench: done in ${secs} s: ${join(outDir, 'results.md')}, bench/results/latest.md`);
+  // A QUICK run does not replace the last full run's summary.
+  const latest = QUICK ? 'latest-quick.md' : 'latest.md';
+  writeFileSync(join(BENCH, 'results', latest), md(`${rel}/`));
+  log(`bench: done in ${secs} s: ${join(outDir, 'results.md')}, bench/results/${latest}`);
 }
 
 main().catch((e) => { console.error(e.stack ?? e); process.exitCode = 1; });
