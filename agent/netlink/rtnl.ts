@@ -106,6 +106,13 @@ export class Rtnl {
   private seq: number;
   private closed = false;
   private dumpRetries = 0;
+  private refed = false;
+  /**
+   * A dump we gave up on (timeout) may still be running in the kernel, which
+   * refuses a second one on the socket (EBUSY) until it ends: its sequence
+   * number, until its NLMSG_DONE goes by (or a timeout more has passed).
+   */
+  private abandonedDump: { seq: number; timer: NodeJS.Timeout } | null = null;
 
   static open(opts: { timeoutMs?: number; maxInFlight?: number; log?: Logger } = {}): Rtnl {
     return new Rtnl(opts);
@@ -126,8 +133,8 @@ export class Rtnl {
       if (e) this.log?.warn({ errno: e.code }, `rtnl: cannot set ${name}: ${e.code}`);
     }
     this.sock.setRcvbuf(REQUEST_RCVBUF);
-    // Idle, the request socket must not keep the process alive; pending
-    // requests do (their timers are referenced).
+    // Idle, the request socket must not keep the process alive; while
+    // requests are outstanding or queued it does (see updateRef).
     this.sock.unref();
     this.sock.on('message', (buf: Buffer) => this.onMessage(buf));
     this.sock.on('overflow', () => this.failInFlight('the answer was lost: receive queue overflowed (ENOBUFS)'));
@@ -257,6 +264,8 @@ export class Rtnl {
     const all = [...this.pending.values(), ...this.queue];
     this.pending.clear();
     this.queue.length = 0;
+    if (this.abandonedDump) clearTimeout(this.abandonedDump.timer);
+    this.abandonedDump = null;
     for (const r of all) {
       if (r.timer) clearTimeout(r.timer);
       r.reject(new NetlinkError(r.desc, ERRNO.ECANCELED, null, 'the rtnetlink client was closed'));
@@ -342,9 +351,21 @@ export class Rtnl {
   private pump(): void {
     while (!this.closed && this.queue.length > 0 && this.pending.size < this.maxInFlight) {
       const head = this.queue[0]!;
-      if (head.dump && this.dumpActive) break; // one dump per socket at a time (else EBUSY)
+      if (head.dump && (this.dumpActive || this.abandonedDump)) break; // one dump per socket at a time (else EBUSY)
       this.queue.shift();
       this.start(head);
+    }
+    this.updateRef();
+  }
+
+  /** The socket keeps the process alive exactly while someone waits for an answer. */
+  private updateRef(): void {
+    if (this.closed) return;
+    const busy = this.pending.size > 0 || this.queue.length > 0 || this.abandonedDump !== null;
+    if (busy !== this.refed) {
+      this.refed = busy;
+      if (busy) this.sock.ref();
+      else this.sock.unref();
     }
   }
 
@@ -370,6 +391,7 @@ export class Rtnl {
     }
     if (!r.timer) {
       r.timer = setTimeout(() => {
+        if (r.dump && this.pending.get(r.seq) === r) this.abandonDump(r.seq);
         this.finish(r, new NetlinkError(r.desc, ERRNO.ETIMEDOUT, null, `no answer from the kernel within ${this.timeoutMs} ms`));
       }, this.timeoutMs);
     }
@@ -392,7 +414,12 @@ export class Rtnl {
     if (error) this.log?.warn({ error }, `rtnl: malformed datagram from the kernel: ${error}`);
     for (const m of msgs) {
       const r = this.pending.get(m.seq);
-      if (!r) continue; // a late answer to a request that timed out, or noise
+      if (!r) {
+        // A late answer to a request that timed out, or noise. The end of an
+        // abandoned dump frees the socket for the next one.
+        if (this.abandonedDump?.seq === m.seq && (m.type === C.NLMSG_DONE || m.type === C.NLMSG_ERROR)) this.endAbandonedDump();
+        continue;
+      }
       if (m.type === C.NLMSG_ERROR) {
         const e = decodeError(m);
         if (!e.ok) this.finish(r, new NetlinkError(r.desc, ERRNO.EPROTO, null, `malformed answer: ${e.error}`));
@@ -416,6 +443,20 @@ export class Rtnl {
         r.parts.push(m);
       }
     }
+  }
+
+  private abandonDump(seq: number): void {
+    if (this.abandonedDump) clearTimeout(this.abandonedDump.timer);
+    const timer = setTimeout(() => this.endAbandonedDump(), this.timeoutMs);
+    timer.unref();
+    this.abandonedDump = { seq, timer };
+  }
+
+  private endAbandonedDump(): void {
+    if (!this.abandonedDump) return;
+    clearTimeout(this.abandonedDump.timer);
+    this.abandonedDump = null;
+    this.pump(); // also drops the socket's hold on the loop when nothing waits
   }
 
   /** The dump changed under us (NLM_F_DUMP_INTR): run it again, same timeout. */

@@ -299,6 +299,26 @@ test('a request with no answer in time rejects, naming it; the client keeps work
   assert.match(closed.message, /closed/);
 });
 
+test('a dump that timed out does not make the next one fail with EBUSY', async () => {
+  // Enough links for a dump of several datagrams: the kernel runs it as we read.
+  const pfx = uniq('to');
+  run('ip', ['-batch', '-'], { input: Array.from({ length: 150 }, (_, i) => `link add ${pfx}a${i} type veth peer name ${pfx}b${i}`).join('\n') });
+  const r = Rtnl.open({ timeoutMs: 300 });
+  try {
+    const expected = ipJson<IpLink[]>(null, 'link', 'show').length;
+    await new Promise((res) => setImmediate(res));
+    const first = r.dumpLinks();
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 400);
+    assert.is((await rejects(first)).code, 'ETIMEDOUT');
+    // The kernel is still in the middle of the first dump on this socket.
+    const second = await r.dumpLinks().then((l) => l.length, (e: Error) => e.message);
+    assert.is(second, expected);
+  } finally {
+    r.close();
+    run('ip', ['-batch', '-'], { input: Array.from({ length: 150 }, (_, i) => `link del ${pfx}a${i}`).join('\n') });
+  }
+});
+
 test('close() rejects queued and outstanding requests', async () => {
   const r = Rtnl.open({ maxInFlight: 1 });
   const ps = [r.dumpLinks(), r.dumpLinks(), r.getLink(1)].map((p) => p.then(() => 'ok', (e: NetlinkError) => e.code));
