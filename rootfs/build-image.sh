@@ -2,7 +2,9 @@
 # Builds the network VM's boot image from Debian parts and this repository:
 #   build/vm/vmlinuz             the Debian kernel (linux-image-<ver>-amd64)
 #   build/vm/initramfs.cpio.zst  the whole root filesystem (boot it with
-#                                rootfstype=ramfs; it stays in RAM)
+#                                rootfstype=ramfs; it stays in RAM); gzip
+#                                (initramfs.cpio.gz) when zstd is missing
+#   build/vm/initramfs.img       a link to whichever of the two is current
 # Nothing is downloaded except the kernel package, with `apt-get download`,
 # once: the .deb is cached in build/vm/cache and never installed on the host.
 # Everything else is copied from this machine (busybox-static, s6, node,
@@ -30,12 +32,26 @@ die() { echo "build-image: error: $*" >&2; exit 1; }
 
 mkdir -p "$OUT" "$CACHE"
 [ -x "$BB" ] || die "$BB missing: apt-get install busybox-static (make deps)"
-command -v zstd >/dev/null || die "zstd missing: apt-get install zstd"
+# zstd unpacks faster in the guest; gzip is the fallback (both in the Debian kernel).
+if command -v zstd >/dev/null; then
+  IMG=$OUT/initramfs.cpio.zst; compress=(zstd -q -T0 -"$ZSTD_LEVEL")
+else
+  say "zstd missing (apt-get install zstd): compressing with gzip"
+  IMG=$OUT/initramfs.cpio.gz; compress=(gzip -6)
+fi
 command -v s6-svscan >/dev/null || die "s6 missing: apt-get install s6 (make deps)"
 
 # ---- the kernel package: name, cached .deb, extracted tree ---------------
-kpkg=${NETAGENT_KERNEL_PKG:-$(apt-cache depends linux-image-amd64 2>/dev/null |
-  awk '/Depends: linux-image-[0-9]/ { print $2; exit }')}
+kernel_dep() {
+  apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+}
+kpkg=${NETAGENT_KERNEL_PKG:-$(kernel_dep)}
+if [ -z "$kpkg" ] && ! ls "$CACHE"/linux-image-*-amd64_*.deb >/dev/null 2>&1; then
+  # A fresh machine may have no apt lists yet.
+  say "apt knows no linux-image-amd64: running apt-get update"
+  apt-get update -qq >/dev/null 2>&1 || true
+  kpkg=$(kernel_dep)
+fi
 if [ -z "$kpkg" ]; then
   # No apt lists (offline, fresh machine): fall back to a cached package.
   deb=$(ls -1t "$CACHE"/linux-image-*-amd64_*.deb 2>/dev/null | head -n1 || true)
@@ -47,7 +63,13 @@ if [ -z "$deb" ]; then
   say "downloading $kpkg (apt-get download, cached in $CACHE)"
   (cd "$CACHE" && apt-get download -q "$kpkg" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
   deb=$(ls -1 "$CACHE/${kpkg}"_*.deb 2>/dev/null | head -n1 || true)
-  [ -n "$deb" ] || die "apt-get download $kpkg failed (apt-get update first?)"
+  if [ -z "$deb" ]; then
+    # Offline with an older kernel cached: use it rather than fail.
+    deb=$(ls -1t "$CACHE"/linux-image-*-amd64_*.deb 2>/dev/null | head -n1 || true)
+    [ -n "$deb" ] || die "apt-get download $kpkg failed (apt-get update first?)"
+    kpkg=$(basename "$deb" | cut -d_ -f1)
+    say "warning: using the cached $kpkg instead"
+  fi
 fi
 KVER=${kpkg#linux-image-}
 KTREE=$CACHE/$kpkg
@@ -82,15 +104,14 @@ DLOPEN_LIBS=(libbpf.so.1 libnftables.so.1 libelf.so.1 libz.so.1)
 # ---- skip when nothing changed ---------------------------------------------
 stamp_now=$(
   {
-    echo "$kpkg $(basename "$deb") zstd-$ZSTD_LEVEL"
+    echo "$kpkg $(basename "$deb") ${compress[*]}"
     # Contents, not mtimes: tsc rewrites dist/ on every run.
     find "$ROOT/rootfs" "${agent_inputs[@]}" -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum
     find "$ROOT/rootfs" "${agent_inputs[@]}" -printf '%p %m %l\n' 2>/dev/null
     for b in "${HOST_BINS[@]}" $BB; do stat -L -c '%n %s %Y' "$b"; done
   } | sort | sha256sum | cut -d' ' -f1
 )
-IMG=$OUT/initramfs.cpio.zst
-if [ -z "${NETAGENT_IMAGE_FORCE:-}" ] && [ -f "$IMG" ] && [ -f "$OUT/vmlinuz" ] &&
+if [ -z "${NETAGENT_IMAGE_FORCE:-}" ] && [ -f "$IMG" ] && [ "$(readlink "$OUT/initramfs.img" 2>/dev/null)" = "$(basename "$IMG")" ] && [ -f "$OUT/vmlinuz" ] &&
   [ "$(cat "$OUT/.stamp" 2>/dev/null)" = "$stamp_now" ]; then
   say "up to date: $OUT/vmlinuz $IMG ($(du -m "$IMG" | cut -f1) MiB)"
   exit 0
@@ -227,8 +248,11 @@ echo "/$LIBDIR" > "$STAGE/etc/ld.so.conf"
 # ---- pack -----------------------------------------------------------------
 cp "$KTREE/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
 (cd "$STAGE" && find . -mindepth 1 | LC_ALL=C sort | $BB cpio -o -H newc 2>/dev/null) |
-  zstd -q -T0 -"$ZSTD_LEVEL" -f -o "$IMG.tmp"
+  "${compress[@]}" > "$IMG.tmp"
 mv "$IMG.tmp" "$IMG"
+rm -f "$OUT"/initramfs.cpio.{zst,gz}.tmp
+for other in "$OUT"/initramfs.cpio.zst "$OUT"/initramfs.cpio.gz; do [ "$other" = "$IMG" ] || rm -f "$other"; done
+ln -sfn "$(basename "$IMG")" "$OUT/initramfs.img"
 echo "$stamp_now" > "$OUT/.stamp"
 t1=$(date +%s.%N)
 say "kernel $KVER: $OUT/vmlinuz ($(du -m "$OUT/vmlinuz" | cut -f1) MiB)"

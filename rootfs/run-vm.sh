@@ -33,7 +33,7 @@ PROFILE=${PROFILE:-xdp-forwarder}
 MEM=${MEM:-768}
 SMP=${SMP:-2}
 
-[ -f "$OUT/vmlinuz" ] && [ -f "$OUT/initramfs.cpio.zst" ] ||
+[ -f "$OUT/vmlinuz" ] && [ -e "$OUT/initramfs.img" ] ||
   { echo "run-vm: no image in $OUT: run make image (bash rootfs/build-image.sh)" >&2; exit 1; }
 
 case "$PROFILE" in
@@ -92,5 +92,5 @@ qmp=()
 echo "run-vm: profile $PROFILE, $ACCEL, ${MEM} MiB, $SMP vCPUs; Ctrl-A X quits, Ctrl-A C is the qemu monitor" >&2
 exec qemu-system-x86_64 "${accel[@]}" -M pc -smp "$SMP" -m "$MEM" \
   -nodefaults -no-reboot -nographic -serial mon:stdio \
-  -kernel "$OUT/vmlinuz" -initrd "$OUT/initramfs.cpio.zst" -append "$append" \
+  -kernel "$OUT/vmlinuz" -initrd "$OUT/initramfs.img" -append "$append" \
   "${nics[@]}" "${qmp[@]}"

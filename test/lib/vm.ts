@@ -13,7 +13,7 @@ import { ROOT, Sandbox, inNs, ip, run, uniq } from './sandbox.js';
 
 export const VM_DIR = join(ROOT, 'build', 'vm');
 export const KERNEL = join(VM_DIR, 'vmlinuz');
-export const INITRAMFS = join(VM_DIR, 'initramfs.cpio.zst');
+export const INITRAMFS = join(VM_DIR, 'initramfs.img');
 /** AF_PACKET helper (send hex frames, capture with VLAN tags re-inserted). */
 const PKT = join(ROOT, 'test', 'lib', 'pkt.py');
 const PY = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
@@ -86,10 +86,23 @@ export function accel(): string {
   return cachedAccel;
 }
 
+let imageChecked = false;
+/**
+ * Brings the image up to date with the agent as built now (build-image.sh
+ * does nothing, in about a second, when nothing changed), so a test never
+ * boots a stale agent. NETAGENT_VM_NO_BUILD=1 skips it.
+ */
+export function ensureImage(): void {
+  if (imageChecked || process.env.NETAGENT_VM_NO_BUILD) return;
+  imageChecked = true;
+  run('bash', [join(ROOT, 'rootfs', 'build-image.sh')], { timeout: 600_000 });
+}
+
 /** Why the VM tests cannot run here, or null when they can. */
 export function vmUnavailable(): string | null {
-  if (!existsSync(KERNEL) || !existsSync(INITRAMFS)) return `no VM image in ${VM_DIR}: run make image`;
   try { run('qemu-system-x86_64', ['--version']); } catch { return 'qemu-system-x86_64 is not installed (make deps)'; }
+  try { ensureImage(); } catch (e) { return `the VM image could not be built: ${(e as Error).message}`; }
+  if (!existsSync(KERNEL) || !existsSync(INITRAMFS)) return `no VM image in ${VM_DIR}: run make image`;
   return null;
 }
 
@@ -321,7 +334,9 @@ export class Vm {
     if (text.includes('\n')) throw new Error('Vm.cmd: one line only');
     const n = randomBytes(6).toString('hex');
     const from = this.console.length;
-    this.qemu.stdin!.write(`printf '@@%s-%s\\n' B ${n}; ${text}; printf '@@%s-%s:%s\\n' E ${n} $?\n`);
+    // A command ending in & (background job) takes no ';' after it.
+    const sep = /&\s*$/.test(text) ? ' ' : '; ';
+    this.qemu.stdin!.write(`printf '@@%s-%s\\n' B ${n}; ${text}${sep}printf '@@%s-%s:%s\\n' E ${n} $?\n`);
     const m = await this.waitConsole(new RegExp(`@@B-${n}\\n([\\s\\S]*?)@@E-${n}:(\\d+)\\n`), timeoutMs, `\`${text}\` to finish`, from);
     return { out: m[1]!, code: Number(m[2]) };
   }
