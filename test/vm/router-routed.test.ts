@@ -1,0 +1,80 @@
+// The router-routed profile in the real VM, with the whole config passed on
+// the kernel command line (netagent.config=base64): each 02:01:XX:XX:AA:BB
+// link gets 169.254.0.1/32 and a host route to its client 100.64.AA.BB;
+// clients (namespaces holding the host side of their TAPs) reach the VM but
+// not each other.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Sandbox, ip, run } from '../lib/sandbox.js';
+import { Vm, type VmNic, type StatusJson } from '../lib/vm.js';
+
+const sb = new Sandbox();
+const C1 = '02:01:00:00:01:0a'; // client 100.64.1.10
+const C2 = '02:01:00:00:01:0b'; // client 100.64.1.11
+const nics: VmNic[] = [
+  { id: 'uplink', mac: '52:54:00:12:34:01' },
+  { id: 'c1', mac: C1, tap: true },
+  { id: 'c2', mac: C2, tap: true },
+];
+let vm: Vm;
+const clients: Record<'c1' | 'c2', string> = { c1: '', c2: '' };
+const booting = (async () => {
+  vm = await Vm.boot(sb, { nics, config: { profile: 'router-routed', uplinkDhcp: false }, name: 'router-routed' });
+  try { await vm.waitReady(180_000); } catch (e) { throw vm.withConsole(e as Error); }
+  for (const [id, addr] of [['c1', '100.64.1.10/32'], ['c2', '100.64.1.11/32']] as const) {
+    const ns = sb.netns('cl');
+    const tap = vm.moveTap(id, ns);
+    ip(ns, 'addr', 'add', addr, 'dev', tap);
+    ip(ns, 'route', 'add', '169.254.0.1', 'dev', tap);
+    ip(ns, 'route', 'add', 'default', 'via', '169.254.0.1');
+    clients[id] = ns;
+  }
+})();
+booting.catch(() => { /* reported by each test */ });
+test.after(() => {
+  vm?.destroy();
+  sb.cleanup();
+});
+const guarded = (name: string, fn: () => Promise<void>) =>
+  test(name, async () => {
+    await booting;
+    try { await fn(); } catch (e) { throw vm.withConsole(e as Error); }
+  });
+
+const byMac = (s: StatusJson, mac: string) => {
+  const i = s.interfaces.find((x) => x.mac.toLowerCase() === mac);
+  if (!i) throw new Error(`status lists no ${mac}: ${JSON.stringify(s.interfaces)}`);
+  return i;
+};
+const ping = (ns: string, to: string): boolean => {
+  try {
+    run('nsenter', [`--net=/run/netns/${ns}`, 'ping', '-c', '1', '-W', '3', '-q', to], { timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+guarded('the config from the kernel command line is the one in force', async () => {
+  assert.equal(JSON.parse(await vm.sh('cat /etc/netagent/config.json')), { profile: 'router-routed', uplinkDhcp: false });
+  assert.is((await vm.status()).profile, 'router-routed');
+});
+
+guarded('each client link: 169.254.0.1/32 and a host route to the client its MAC names', async () => {
+  const s = await vm.status();
+  for (const [mac, client] of [[C1, '100.64.1.10'], [C2, '100.64.1.11']] as const) {
+    const i = byMac(s, mac);
+    assert.equal([i.role, i.state, i.addresses], ['inter-vm', 'configured', ['169.254.0.1/32']], JSON.stringify(i));
+    const routes = JSON.parse(await vm.sh(`ip -j route show dev ${i.name}`)) as Array<{ dst: string }>;
+    assert.ok(routes.some((r) => r.dst === client), `route to ${client} via ${i.name}: ${JSON.stringify(routes)}`);
+  }
+});
+
+guarded('clients reach the VM, not each other', async () => {
+  assert.ok(ping(clients.c1, '169.254.0.1'), 'c1 -> its gateway');
+  assert.ok(ping(clients.c2, '169.254.0.1'), 'c2 -> its gateway');
+  assert.not.ok(ping(clients.c1, '100.64.1.11'), 'c1 -> c2 dropped');
+  assert.not.ok(ping(clients.c2, '100.64.1.10'), 'c2 -> c1 dropped');
+});
+
+test.run();
