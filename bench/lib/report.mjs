@@ -58,6 +58,13 @@ export function ratio(a, b) {
   return a / b;
 }
 
+/** The next 1, 2, 4 or 5 × 10^n at or above v, so that axis ticks (v/4) are round. */
+function niceCeil(v) {
+  const e = 10 ** Math.floor(Math.log10(v));
+  for (const m of [1, 2, 4, 5, 8, 10]) if (m * e >= v) return m * e;
+  return 10 * e;
+}
+
 /**
  * Scatter chart: series [{name, points: [[x, y], ...]}]. The y axis ends a
  * little above the 99th percentile of all points; points above it are drawn
@@ -66,8 +73,8 @@ export function ratio(a, b) {
 export function scatterChart({ title, xLabel, yLabel, series, note = '' }) {
   const all = series.flatMap((s) => s.points);
   const ys = all.map((p) => p[1]).sort((a, b) => a - b);
-  const yMax = Math.max(1e-9, (ys[Math.floor(ys.length * 0.99)] ?? 1) * 1.15);
-  const xMax = Math.max(1, ...all.map((p) => p[0]));
+  const yMax = niceCeil(Math.max(1e-9, (ys[Math.floor(ys.length * 0.99)] ?? 1) * 1.15));
+  const xMax = niceCeil(Math.max(1, ...all.map((p) => p[0])));
   const L = 60, T = 50, W = 640, H = 300;
   const sx = (x) => L + (x / xMax) * W, sy = (y) => T + H - (Math.min(y, yMax) / yMax) * H;
   const parts = [];
