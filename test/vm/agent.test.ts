@@ -135,6 +135,24 @@ guarded('kill -9: s6 restarts the agent; it adopts what it finds, nothing double
   void linksBefore;
 });
 
+guarded('bpffs gone while the agent is down: its run script mounts it again, the agent sets everything up anew', async () => {
+  await vm.sh('s6-svc -wD -d /run/service/netagent', 30_000);
+  await vm.sh('umount /sys/fs/bpf');
+  assert.not.match(await vm.sh('cat /proc/mounts'), / \/sys\/fs\/bpf bpf /);
+  await vm.sh('s6-svc -u /run/service/netagent');
+  await vm.waitReady(120_000);
+  assert.match(await vm.sh('cat /proc/mounts'), / \/sys\/fs\/bpf bpf /);
+  assert.match(await vm.sh('tail -n 50 /run/log/netagent/current'), /bpffs is not mounted at \/sys\/fs\/bpf; mounting it/);
+  const s = await vm.status();
+  const links = await vm.ipLinks();
+  for (const mac of [ROUTER, ...PHYS]) {
+    const i = byMac(s, mac);
+    assert.is(i.state, 'configured', JSON.stringify(i));
+    assert.is(xdpProgId(links.find((x) => x.address === mac)!), i.xdp!.id);
+  }
+  assert.ok((await vm.sh('ls /sys/fs/bpf')).includes('router_iface'), 'router_iface pinned again');
+});
+
 guarded('memory with the agent running', async () => {
   const free = await vm.sh('free -m');
   console.log(`guest memory with netagent (free -m):\n${free}`);
