@@ -274,7 +274,10 @@ export class Vm {
       '-kernel', KERNEL, '-initrd', INITRAMFS, '-append', append,
     ];
     for (const nic of o.nics) args.push('-netdev', this.netdevArgs(nic), '-device', `virtio-net-pci,netdev=${nic.id},id=${nic.id},mac=${nic.mac},romfile=`);
-    this.qemu = this.sb.spawn(inNs(this.ns, args), { stdio: ['pipe', 'pipe', 'pipe'] });
+    // setpriv --pdeathsig: qemu dies with this process even when it is
+    // SIGKILLed and no exit handler runs (nsenter and setpriv exec, so qemu's
+    // parent is this process).
+    this.qemu = this.sb.spawn(inNs(this.ns, ['setpriv', '--pdeathsig', 'KILL', '--', ...args]), { stdio: ['pipe', 'pipe', 'pipe'] });
     this.qemu.stdout!.setEncoding('utf8');
     this.qemu.stdout!.on('data', (d: string) => this.onConsole(d));
     this.qemu.stderr!.setEncoding('utf8');
