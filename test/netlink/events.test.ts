@@ -5,14 +5,15 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { EventEmitter } from 'node:events';
-import { Sandbox, ownNetns, ip, ipJson, run, uniq } from '../lib/sandbox.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ownNetns, ip, ipJson, run, uniq, ROOT } from '../lib/sandbox.js';
 import { RtnlEvents, type AddrEvent, type LinkEvent, type RouteEvent } from '../../agent/netlink/rtnl.js';
 import { NetlinkSocket, loadAddon } from '../../agent/netlink/socket.js';
 import * as C from '../../agent/netlink/constants.js';
 import { encodeMsg, ifinfomsg } from '../../agent/netlink/codec.js';
 
 await ownNetns(import.meta.url);
-const sb = new Sandbox();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Resolves with the first `event` whose payload satisfies `pred`; rejects after timeoutMs. */
@@ -99,6 +100,19 @@ test('event storm into a 4 KiB buffer: overflow is reported, the process and the
     ev.close();
     run('ip', ['-batch', '-'], { input: `${vethBatch(pfx, 150, 'del')}\nlink del ${late}` });
   }
+});
+
+test('rcvbufBytes: forced when we may (CAP_NET_ADMIN), else SO_RCVBUF up to rmem_max', () => {
+  const want = 8 << 20;
+  const ev = RtnlEvents.open({ groups: ['link'], rcvbufBytes: want });
+  assert.is(ev.rcvbuf, 2 * want, 'the kernel doubles what it grants');
+  ev.close();
+  // The same in a process without CAP_NET_ADMIN: SO_RCVBUFFORCE is refused, SO_RCVBUF is capped.
+  const rmemMax = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));
+  const mod = join(ROOT, 'dist', 'agent', 'netlink', 'rtnl.js');
+  const code = `import(${JSON.stringify(mod)}).then(({ RtnlEvents }) => { const e = RtnlEvents.open({ groups: ['link'], rcvbufBytes: ${want} }); console.log(e.rcvbuf); e.close(); })`;
+  const out = run('setpriv', ['--bounding-set=-net_admin', '--inh-caps=-net_admin', process.execPath, '-e', code]);
+  assert.is(Number(out.trim()), 2 * Math.min(want, rmemMax));
 });
 
 test('a paused socket overflows; resumed, it reports ENOBUFS once and reads on', async () => {
