@@ -3,7 +3,7 @@
 // file ends, passes or fails (process 'exit' and signal handlers).
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, constants as osConstants } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -154,18 +154,25 @@ export class Sandbox {
 export async function ownNetns(metaUrl: string): Promise<string> {
   const inner = process.env.NETAGENT_TEST_NETNS;
   if (inner) return inner;
-  const { spawnSync } = await import('node:child_process');
   const ns = uniq('own');
   run('ip', ['netns', 'add', ns]);
   let status = 1;
   try {
     ip(ns, 'link', 'set', 'lo', 'up');
-    const r = spawnSync(
+    // Asynchronous, so that a SIGTERM/SIGINT sent to us (a runner's timeout,
+    // Ctrl-C) is passed on to the inner process, which cleans up what it made,
+    // and we still delete the namespace afterwards.
+    const child = spawn(
       'nsenter',
       [`--net=/run/netns/${ns}`, '--', process.execPath, '--enable-source-maps', fileURLToPath(metaUrl), ...process.argv.slice(2)],
       { stdio: 'inherit', env: { ...process.env, NETAGENT_TEST_NETNS: ns } },
     );
-    status = r.status ?? 1;
+    const forward = (sig: NodeJS.Signals) => child.kill(sig);
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, forward);
+    status = await new Promise<number>((resolve) => {
+      child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 + (osConstants.signals[signal] ?? 0) : 1)));
+      child.on('error', () => resolve(1));
+    });
   } finally {
     try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* gone */ }
   }
