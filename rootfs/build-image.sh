@@ -15,6 +15,7 @@
 #                                   linux-image-amd64 depends on)
 #              NETAGENT_IMAGE_FORCE=1 rebuild even when nothing changed
 #              NETAGENT_ZSTD_LEVEL  compression level (default 6)
+#              NETAGENT_IMAGE_COMPRESS=gzip  gzip instead of zstd
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
@@ -33,10 +34,10 @@ die() { echo "build-image: error: $*" >&2; exit 1; }
 mkdir -p "$OUT" "$CACHE"
 [ -x "$BB" ] || die "$BB missing: apt-get install busybox-static (make deps)"
 # zstd unpacks faster in the guest; gzip is the fallback (both in the Debian kernel).
-if command -v zstd >/dev/null; then
+if [ "${NETAGENT_IMAGE_COMPRESS:-zstd}" = zstd ] && command -v zstd >/dev/null; then
   IMG=$OUT/initramfs.cpio.zst; compress=(zstd -q -T0 -"$ZSTD_LEVEL")
 else
-  say "zstd missing (apt-get install zstd): compressing with gzip"
+  command -v zstd >/dev/null || say "zstd missing (apt-get install zstd): compressing with gzip"
   IMG=$OUT/initramfs.cpio.gz; compress=(gzip -6)
 fi
 command -v s6-svscan >/dev/null || die "s6 missing: apt-get install s6 (make deps)"
