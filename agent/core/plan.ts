@@ -320,6 +320,10 @@ function diff(config: Config, world: World, links: Map<number, LinkPlan>, router
       }
     }
 
+    // Up once XDP, flags and addresses are in place, so traffic starts on a configured link;
+    // but before routes: the kernel refuses a route through a link that is down (ENETDOWN).
+    if (w.up !== null && link.up !== w.up) push(ifindex, { kind: 'link', ifindex, name, up: w.up });
+
     // Routes: the same rule, routes of ours are recognised by their protocol number.
     const mine = world.routes.filter((r) => r.oif === ifindex);
     for (const r of w.routes) {
@@ -328,9 +332,6 @@ function diff(config: Config, world: World, links: Map<number, LinkPlan>, router
     for (const m of mine) {
       if (!w.routes.some((r) => sameRoute(m, r))) push(ifindex, { kind: 'route-del', ifindex, name, route: m });
     }
-
-    // Up last: a link starts to carry traffic only once it is fully configured.
-    if (w.up !== null && link.up !== w.up) push(ifindex, { kind: 'link', ifindex, name, up: w.up });
   }
 
   // router_iface names the chosen router link, or is emptied (physical then drops, and counts it).

@@ -63,7 +63,10 @@ for (const p of PROFILES) {
     // A router link too, so that xdp-forwarder has somewhere to send (and other profiles ignore it... or use it).
     const links = new Map<number, string>();
     const add = (i: number) => {
-      const { a } = sb.veth(null, peers, { macA: p.mac(i) });
+      // NICs arrive down, as they do in a VM: the agent brings them up (and must
+      // do so before adding routes through them, or the kernel says ENETDOWN).
+      const { a, b } = sb.veth(null, peers, { macA: p.mac(i), up: false });
+      ip(peers, 'link', 'set', b, 'up');
       links.set(i, a);
       return a;
     };

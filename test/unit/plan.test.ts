@@ -173,7 +173,7 @@ test('router-routed: 02:01:XX:XX:AA:BB gets 169.254.0.1/32 and a host route to 1
   assert.is(p.links.get(2)!.role, 'inter-vm');
   assert.equal(p.links.get(2)!.want.addresses, ['169.254.0.1/32']);
   assert.equal(p.links.get(2)!.want.routes, [{ dst: '100.64.1.10/32', oif: 2, gateway: null }]);
-  assert.equal(kinds(p.actions.get(2)), ['addr-add', 'route-add', 'link:up=true']);
+  assert.equal(kinds(p.actions.get(2)), ['addr-add', 'link:up=true', 'route-add'], 'up before the route: the kernel refuses routes through a down link');
   const done = plan(cfg({ profile: 'router-routed' }), world([{ ...c, up: true }], {
     addrs: new Map([[2, [{ cidr: '169.254.0.1/32', proto: 199 }]]]),
     routes: [{ dst: '100.64.1.10/32', oif: 2, gateway: null }, { dst: '100.64.7.7/32', oif: 2, gateway: null }],
