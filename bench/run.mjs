@@ -5,7 +5,7 @@
 // bench/results/latest.md. Needs root; everything it creates (namespaces,
 // bpffs mounts, processes) is removed at the end, on Ctrl-C and on failure.
 import { mkdirSync, writeFileSync, readFileSync, existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, basename } from 'node:path';
 import { cpus, totalmem, release } from 'node:os';
 import { Sandbox, sh } from './lib/sandbox.mjs';
 import { runProfile, SUBJECTS, netagentAvailable, ROOT } from './lib/controlplane.mjs';
@@ -171,7 +171,7 @@ function charts(cp, dp) {
     });
   }
   out['burst.svg'] = barChart({
-    title: 'N links created at once: first created → last configured',
+    title: 'N links created at once (one ip -batch): start → last one configured',
     unit: 'milliseconds, lower is better',
     groups: CONFIG.bursts.map((n) => ({ label: `N = ${n}`, bars: ok.map((r) => ({ series: `${r.subject} (${r.profile})`, value: r.bursts?.find((b) => b.n === n && b.complete)?.allConfiguredMs ?? null })) })),
   });
@@ -225,16 +225,27 @@ async function main() {
   }
   const m = machine();
   m.loadavg = { start: loadStart, end: loadavg() };
-  const secs = ((Date.now() - t0) / 1000).toFixed(0);
-  const h = headline(cp, dp);
+  const data = { machine: m, config: CONFIG, quick: QUICK, seconds: Math.round((Date.now() - t0) / 1000), controlPlane: cp, dataPlane: dp, notes };
   mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, 'results.json'), JSON.stringify(data, null, 2) + '\n');
+  render(outDir, data);
+}
+
+/**
+ * Writes the charts, results.md and latest(.md) of a run from its data;
+ * `node bench/run.mjs --render DIR` redoes it from DIR/results.json.
+ */
+function render(outDir, data) {
+  const { machine: m, controlPlane: cp, dataPlane: dp, notes, quick } = data;
+  Object.assign(CONFIG, data.config);
+  const stamp = outDir.split('/').pop().replace(/-quick$/, '');
+  const secs = data.seconds;
+  const h = headline(cp, dp);
   const svgs = charts(cp, dp);
   for (const [name, svg] of Object.entries(svgs)) writeFileSync(join(outDir, name), svg);
-  writeFileSync(join(outDir, 'results.json'), JSON.stringify({ machine: m, config: CONFIG, quick: QUICK, seconds: Number(secs), controlPlane: cp, dataPlane: dp, notes }, null, 2) + '\n');
-
   const md = (linkPrefix) => {
     const dpT = dp ? dpMarkdown(dp) : null;
-    return `# netagent benchmark ${QUICK ? '(QUICK run: fewer events, shorter runs) ' : ''}— ${stamp}
+    return `# netagent benchmark ${quick ? '(QUICK run: fewer events, shorter runs) ' : ''}— ${stamp}
 
 Machine: ${m.nproc} CPUs (${m.cpu}), ${m.memoryGiB} GiB, kernel ${m.kernel}, ${m.distro}, node ${m.node},
 libbpf ${m.libbpf}, xdp-tools ${m.xdpTools}, iproute2 ${m.iproute2}; commit ${m.commit}. Whole run: ${secs} s.
@@ -337,11 +348,18 @@ ${notes.length ? notes.map((n) => `- ${n}`).join('\n') : '- none'}
 `;
   };
   writeFileSync(join(outDir, 'results.md'), md('./'));
-  const rel = outDir.slice(join(BENCH, 'results').length + 1);
+  const rel = basename(outDir);
   // A QUICK run does not replace the last full run's summary.
-  const latest = QUICK ? 'latest-quick.md' : 'latest.md';
+  const latest = quick ? 'latest-quick.md' : 'latest.md';
   writeFileSync(join(BENCH, 'results', latest), md(`${rel}/`));
-  log(`bench: done in ${secs} s: ${join(outDir, 'results.md')}, bench/results/${latest}`);
+  log(`bench: the run took ${secs} s; wrote ${join(outDir, 'results.md')}, bench/results/${latest}`);
 }
 
-main().catch((e) => { console.error(e.stack ?? e); process.exitCode = 1; });
+
+if (process.argv[2] === '--render') {
+  // Re-render a finished run (charts, Markdown) from its results.json.
+  const dir = process.argv[3];
+  render(dir, JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')));
+} else {
+  main().catch((e) => { console.error(e.stack ?? e); process.exitCode = 1; });
+}

@@ -261,6 +261,13 @@ export class Scenario {
   }
 }
 
+/**
+ * Pause after each single event: a subject may go on working after its link
+ * is configured (nftables sets, logs); that work must not land in the next
+ * subject's measurement.
+ */
+const GAP_MS = 20;
+
 const errMsg = (e) => String(e?.message ?? e).split('\n').slice(0, 6).join(' / ');
 
 /**
@@ -277,7 +284,7 @@ export async function runProfile(sb, subjects, profile, opts, log) {
       for (const x of sc) {
         if (x.dead) continue;
         try { await x.single(); } catch (e) { fail(x, e); }
-        await sleep(5);
+        await sleep(GAP_MS);
       }
     }
     for (const x of sc) if (!x.dead) x.seriesDone();
@@ -295,7 +302,7 @@ export async function runProfile(sb, subjects, profile, opts, log) {
         for (const x of sc) {
           if (x.dead) continue;
           try { await x.single(); } catch (e) { fail(x, e); }
-          await sleep(5);
+          await sleep(GAP_MS);
         }
       }
       for (const x of sc) if (!x.dead) x.seriesDone('loaded');
