@@ -314,6 +314,13 @@ export class Daemon {
         done += 1;
         this.pending.set(ifindex, actions.length - done);
       } catch (e) {
+        if ((e as { code?: string }).code === 'ENODEV' && ifindex !== 0) {
+          // The link went away under us (a removal sends RTM_NEWLINK "down"
+          // just before RTM_DELLINK, and we may be acting on the first): not
+          // a failure; the DELLINK event that follows cleans up.
+          this.log.debug({ link: a.name, ifindex, action: a.kind }, 'link vanished while being configured');
+          return;
+        }
         const f = this.failures.get(ifindex);
         const attempts = (f?.attempts ?? 0) + 1;
         const delay = Math.min(60_000, 500 * 2 ** Math.min(attempts - 1, 7));

@@ -6,6 +6,7 @@
 #      router -> LAN arrives untagged (tcpdump shows both)
 #   4. the NIC is unplugged; status again
 #   5. a short run of the router-p2p profile with 0a:b3:ec links
+#   6-9. the network VM booted in qemu: status at its console, NIC hotplug/unplug
 # Everything is torn down at the end, also on Ctrl-C or failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -94,13 +95,16 @@ netagent status --socket "$WORK/control.sock"
 stop_agent
 
 bold "5. router-p2p: 0a:b3:ec links get the address their MAC encodes"
-ip netns add "$NET2"; ip netns add "$CL1"; ip netns add "$CL2"
+ip netns add "$NET2"; ip netns add "$CL1"; ip netns add "$CL2"; ip -n "$NET2" link set lo up
 ip -n "$NET2" link add vm1 address 0a:b3:ec:40:00:02 type veth peer name eth0 netns "$CL1"
 ip -n "$NET2" link add vm2 address 0a:b3:ec:40:00:04 type veth peer name eth0 netns "$CL2"
-ip -n "$NET2" link add bad address 0a:b3:ec:01:02:03 type veth peer name bad0
+ip -n "$NET2" link add bad address 0a:b3:ec:01:02:03 type veth peer name bad0 netns "$CL1"
 start_agent "$NET2" '{ "profile": "router-p2p", "uplinkDhcp": false }'
 netagent status --socket "$WORK/control.sock"
 echo '$ ip -br addr   (in the router namespace)'
 ip -n "$NET2" -br addr
 stop_agent
-bold "done: tearing down"
+cleanup; AGENT_PID=; set -e
+# The same agent in the booted network VM (skip with DEMO_VM=0).
+if [ "${DEMO_VM:-1}" != 0 ]; then node --enable-source-maps dist/test/demo-vm.js; fi
+bold "done"
