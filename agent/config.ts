@@ -89,7 +89,8 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   clientAddresses: {},
   routeProtocol: 199,
   uplinkDhcp: true,
-  dhcpCommand: ['udhcpc', '-f', '-i', '{ifname}', '-s', '/usr/lib/netagent/udhcpc.script'],
+  // -R: release the lease when stopped, so no address or route is left behind.
+  dhcpCommand: ['udhcpc', '-f', '-R', '-i', '{ifname}', '-s', '/usr/lib/netagent/udhcpc.script'],
   nftTable: 'netagent',
   resyncIntervalMs: 60_000,
   requestTimeoutMs: 3_000,
@@ -163,7 +164,7 @@ export function parseConfig(raw: unknown): { config: Config; problems: [] } | { 
         continue;
       }
       for (const [k, v] of Object.entries(value)) {
-        if (!(k in cfg.macPrefixes)) problems.push(`unknown key macPrefixes.${k} (known: ${Object.keys(cfg.macPrefixes).join(', ')})`);
+        if (!Object.hasOwn(cfg.macPrefixes, k)) problems.push(`unknown key macPrefixes.${k} (known: ${Object.keys(cfg.macPrefixes).join(', ')})`);
         else if (typeof v !== 'string' || !MAC_PREFIX_RE.test(v)) problems.push(`macPrefixes.${k} must be a MAC prefix like "02:01" (got ${JSON.stringify(v)})`);
         else cfg.macPrefixes[k as keyof MacPrefixes] = v.toLowerCase();
       }
@@ -178,7 +179,7 @@ export function parseConfig(raw: unknown): { config: Config; problems: [] } | { 
         else if (typeof cidr !== 'string' || !isCidr4(cidr)) problems.push(`clientAddresses.${mac} must be an IPv4 CIDR like "100.64.0.3/31"`);
         else cfg.clientAddresses[mac.toLowerCase()] = cidr;
       }
-    } else if (key in CHECKS) {
+    } else if (Object.hasOwn(CHECKS, key)) {
       const problem = CHECKS[key as keyof typeof CHECKS](value, key);
       if (problem) problems.push(problem);
       else (cfg as unknown as Record<string, unknown>)[key] = Array.isArray(value) ? [...value] : value;

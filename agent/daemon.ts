@@ -66,6 +66,8 @@ export class Daemon {
   private needDump = false;
   private buffered: Array<() => void> = [];
   private retryTimer: NodeJS.Timeout | null = null;
+  private retryDue = 0;
+  private planErrors = new Map<number, string>();
   private resyncTimer: NodeJS.Timeout | null = null;
   private stopped = false;
 
@@ -79,11 +81,14 @@ export class Daemon {
     const t0 = performance.now();
     const { config, fromFile } = loadConfig(this.opts.paths.config);
     this.config = config;
-    this.log.level = config.logLevel;
+    this.applyLogLevel();
     this.log.info({ version: VERSION, profile: config.profile, xdpMode: config.xdpMode, config: fromFile ? this.opts.paths.config : '(defaults)', paths: { ...this.opts.paths, bpfDir: this.opts.paths.bpfDir } }, 'netagent starting');
 
     this.firewall = new RouterFirewall(config.nftTable, this.log);
     this.dhcp = new DhcpSupervisor(config.dhcpCommand, this.log);
+    // First, so that a second agent started by mistake stops here, before touching anything.
+    this.control = new ControlServer(this.opts.paths.socket, () => this.report(), this.log);
+    await this.control.listen();
     this.rtnl = Rtnl.open({ timeoutMs: config.requestTimeoutMs, log: this.log });
     // Subscribe before dumping, so nothing that happens during the dump is missed.
     this.events = RtnlEvents.open({ groups: ['link', 'ipv4-ifaddr', 'ipv4-route'], rcvbufBytes: config.eventBufferBytes, log: this.log });
@@ -97,8 +102,6 @@ export class Daemon {
     this.events.on('error', (e: Error) => this.log.error({ err: e }, 'netlink event socket error'));
 
     this.openForwarder();
-    this.control = new ControlServer(this.opts.paths.socket, () => this.report(), this.log);
-    await this.control.listen();
 
     await this.dump();
     await this.reconcileNow();
@@ -123,6 +126,9 @@ export class Daemon {
   }
 
   private onLink(type: 'new' | 'del', l: LinkMsg): void {
+    // AF_BRIDGE messages describe a link's bridge-port side (and its DELLINK
+    // only means "left the bridge"): not the link itself.
+    if (l.family !== 0) return;
     if (type === 'del') {
       const gone = this.links.get(l.ifindex);
       this.links.delete(l.ifindex);
@@ -185,16 +191,10 @@ export class Daemon {
     return program;
   }
 
-  /** Per-mode program ids from what netlink told us; undefined when it cannot say exactly (multi-attach). */
+  /** Per-mode program ids, as netlink last told us (saves the forwarder a netlink dump per attach). */
   private xdpStateOf(ifindex: number): XdpState | undefined {
-    const l = this.links.get(ifindex);
-    if (!l) return undefined;
-    const { attached, progId } = l.xdp;
-    if (attached === 'none' || !progId) return { skbProgId: 0, drvProgId: 0, hwProgId: 0 };
-    if (attached === 'skb') return { skbProgId: progId, drvProgId: 0, hwProgId: 0 };
-    if (attached === 'native') return { skbProgId: 0, drvProgId: progId, hwProgId: 0 };
-    if (attached === 'hw') return { skbProgId: 0, drvProgId: 0, hwProgId: progId };
-    return undefined;
+    const x = this.links.get(ifindex)?.xdp;
+    return x ? { skbProgId: x.skbProgId, drvProgId: x.drvProgId, hwProgId: x.hwProgId } : undefined;
   }
 
   // ---------------------------------------------------------------- dumps
@@ -221,6 +221,9 @@ export class Daemon {
         this.routerIface = this.forwarder.routerIface();
         this.egress = new Set(this.forwarder.egress());
       }
+    } catch (e) {
+      this.needDump = true; // the model still lacks what was lost: try again
+      throw e;
     } finally {
       this.dumping = false;
       const replay = this.buffered;
@@ -259,9 +262,9 @@ export class Daemon {
 
   /** Runs passes until nothing is left to do (used for coldplug, so "ready" means configured). */
   private async reconcileNow(): Promise<void> {
-    this.dirty = true;
-    if (this.loop) await this.loop;
-    if (this.dirty) await this.runLoop();
+    this.schedule();
+    // Always through the one loop: never two passes at once.
+    while (this.loop) await this.loop;
   }
 
   private world(): World {
@@ -277,6 +280,14 @@ export class Daemon {
     const p = plan(this.config, this.world());
     this.lastPlan = p;
     this.pending = new Map([...p.actions].map(([i, a]) => [i, a.length]));
+    // A failure with nothing left to do is over (fixed by hand, or the link went away).
+    for (const ifindex of [...this.failures.keys()]) {
+      if (!p.actions.has(ifindex)) {
+        this.failures.delete(ifindex);
+        if (this.links.has(ifindex)) this.log.info({ link: this.links.get(ifindex)!.name, ifindex }, 'link recovered');
+      }
+    }
+    this.logPlanErrors(p);
     const now = Date.now();
     const work = [...p.actions].filter(([ifindex]) => {
       const f = this.failures.get(ifindex);
@@ -292,9 +303,9 @@ export class Daemon {
     await Promise.all(Array.from({ length: Math.min(LINK_CONCURRENCY, work.length) }, worker));
 
     // Router profiles: nftables sets and DHCP follow the links that are configured.
+    this.dhcp.sync(p.dhcp);
     try {
       await this.firewall.apply(p.router);
-      this.dhcp.sync(p.dhcp);
       this.globalError = null;
     } catch (e) {
       this.globalError = errText(e);
@@ -314,7 +325,7 @@ export class Daemon {
         done += 1;
         this.pending.set(ifindex, actions.length - done);
       } catch (e) {
-        if ((e as { code?: string }).code === 'ENODEV' && ifindex !== 0) {
+        if (((e as { code?: string }).code === 'ENODEV' || !this.links.has(ifindex)) && ifindex !== 0) {
           // The link went away under us (a removal sends RTM_NEWLINK "down"
           // just before RTM_DELLINK, and we may be acting on the first): not
           // a failure; the DELLINK event that follows cleans up.
@@ -411,8 +422,14 @@ export class Daemon {
       const attempts = (this.forwarderError?.attempts ?? 0) + 1;
       const delay = Math.min(60_000, 1000 * 2 ** Math.min(attempts - 1, 6));
       this.forwarderError = { error: errText(e), retryAt: Date.now() + delay, attempts };
-      this.lastError = `XDP forwarder: ${errText(e)}`;
-      this.log.error({ err: errText(e), bpfDir: this.opts.paths.bpfDir, pinDir: this.opts.paths.pinDir, retryInMs: delay }, 'cannot load the XDP forwarder; links that need it stay failed until it loads');
+      const details = { err: errText(e), bpfDir: this.opts.paths.bpfDir, pinDir: this.opts.paths.pinDir, retryInMs: delay };
+      if (this.config.profile === 'xdp-forwarder') {
+        this.lastError = `XDP forwarder: ${errText(e)}`;
+        this.log.error(details, 'cannot load the XDP forwarder; links that need it stay failed until it loads');
+      } else if (attempts === 1) {
+        // Other profiles only need it to remove programs an earlier profile left: say so once, quietly.
+        this.log.info(details, `XDP forwarder not loaded (profile ${this.config.profile} does not need it)`);
+      }
       this.armRetry(delay);
     }
   }
@@ -424,12 +441,30 @@ export class Daemon {
 
   // ---------------------------------------------------------------- timers, config
 
+  /** One retry timer; a sooner retry replaces a later one. */
   private armRetry(ms: number): void {
-    if (this.retryTimer || this.stopped) return;
+    if (this.stopped) return;
+    const due = Date.now() + ms;
+    if (this.retryTimer && this.retryDue <= due) return;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryDue = due;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       this.schedule();
     }, ms);
+  }
+
+  /** Logs a link the rules refuse (bad MAC, second router link, ...) once, and again when the reason changes. */
+  private logPlanErrors(p: Plan): void {
+    for (const [ifindex, lp] of p.links) {
+      const before = this.planErrors.get(ifindex);
+      if (lp.error && lp.error !== before) {
+        this.log.error({ link: lp.name, ifindex, mac: lp.mac, role: lp.role, err: lp.error }, `${lp.name} cannot be configured`);
+      }
+      if (lp.error) this.planErrors.set(ifindex, lp.error);
+      else this.planErrors.delete(ifindex);
+    }
+    for (const ifindex of [...this.planErrors.keys()]) if (!p.links.has(ifindex)) this.planErrors.delete(ifindex);
   }
 
   private armResync(): void {
@@ -460,7 +495,7 @@ export class Daemon {
     if (JSON.stringify(next) === JSON.stringify(this.config)) return;
     const prev = this.config;
     this.config = next;
-    this.log.level = next.logLevel;
+    this.applyLogLevel();
     if (prev.nftTable !== next.nftTable) {
       void this.firewall.remove().catch((e) => this.log.warn({ err: errText(e) }, 'could not remove the old nftables table'));
       this.firewall = new RouterFirewall(next.nftTable, this.log);
@@ -475,6 +510,11 @@ export class Daemon {
     this.lastError = null;
     this.log.info({ profile: next.profile, xdpMode: next.xdpMode }, 'config reloaded; reconciling');
     this.requestDump(); // the routes of ours depend on routeProtocol: re-read everything
+  }
+
+  /** NETAGENT_LOG_LEVEL, when set, wins over the config file (a person debugging at the console). */
+  private applyLogLevel(): void {
+    this.log.level = process.env.NETAGENT_LOG_LEVEL || this.config.logLevel;
   }
 
   private notifyReady(): void {
@@ -527,7 +567,7 @@ export class Daemon {
       xdpMode: this.config.xdpMode,
       routerIface: this.routerIface,
       counters,
-      lastError: this.globalError ?? this.forwarderError?.error ?? this.lastError,
+      lastError: this.globalError ?? (this.config.profile === 'xdp-forwarder' ? this.forwarderError?.error : undefined) ?? this.lastError,
     };
   }
 

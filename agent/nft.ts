@@ -3,7 +3,9 @@
 // single `nft -f -` transaction. Client isolation follows vmsilo's rule:
 // forwarded traffic from one client link to another is dropped, replies to
 // connections a client opened are allowed, client traffic leaving through an
-// uplink is masqueraded. The table is ours alone: nothing else is touched.
+// uplink is masqueraded. The forward chain fails closed (policy drop): a
+// client link that is up before its name reaches the set forwards nothing,
+// rather than everything. The table is ours alone: nothing else is touched.
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import type { Logger } from './log.js';
@@ -11,7 +13,10 @@ import type { RouterGlobals } from './core/plan.js';
 
 /** The ruleset text for our table (pure; tested without root). */
 export function renderRuleset(table: string, g: RouterGlobals): string {
-  const set = (name: string, items: string[]) =>
+  // Interface names may hold characters nft's quoting cannot carry; such a link
+  // is left out (and so forwards nothing, the chain failing closed).
+  const safe = (items: string[]) => items.filter((i) => /^[A-Za-z0-9_.@:+-]{1,15}$/.test(i));
+  const set = (name: string, all: string[], items = safe(all)) =>
     `  set ${name} {\n    type ifname\n${items.length ? `    elements = { ${items.map((i) => JSON.stringify(i)).join(', ')} }\n` : ''}  }\n`;
   return (
     // "add" then "delete" makes the delete succeed whether or not the table existed;
@@ -20,9 +25,10 @@ export function renderRuleset(table: string, g: RouterGlobals): string {
     `table inet ${table} {\n` +
     set('uplinks', g.uplinks) +
     set('clients', g.clients) +
-    `  chain forward {\n    type filter hook forward priority filter; policy accept;\n` +
+    `  chain forward {\n    type filter hook forward priority filter; policy drop;\n` +
     `    ct state established,related accept\n` +
-    `    iifname @clients oifname @clients counter drop comment "clients are kept apart"\n  }\n` +
+    `    iifname @clients oifname @uplinks accept\n` +
+    `    counter comment "clients are kept apart: nothing else is forwarded"\n  }\n` +
     `  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n` +
     `    iifname @clients oifname @uplinks counter masquerade\n  }\n` +
     `}\n`
@@ -74,11 +80,14 @@ export class RouterFirewall {
   /** Removes our table (profile switch away from a router profile, or a stale table from an earlier run). */
   async remove(): Promise<void> {
     const r = await nft(['delete', 'table', 'inet', this.table], null);
-    if (r.code !== 0 && !/No such file|does not exist/i.test(r.stderr)) {
+    // No nft at all means no table of ours either (a client VM may ship without it).
+    if (r.code !== 0 && !/No such file|does not exist|ENOENT/i.test(r.stderr)) {
       throw new NftError(`deleting table inet ${this.table}`, r.stderr.trim());
     }
     if (r.code === 0) this.log.info({ table: this.table }, 'nftables table removed');
     this.applied = '';
+    // Forwarding was on because we turned it on: leave no router behind.
+    if (this.forwarding) await this.setForwarding(false);
   }
 
   private async setForwarding(on: boolean): Promise<void> {

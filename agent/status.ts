@@ -42,10 +42,18 @@ export class ControlServer {
 
   async listen(): Promise<void> {
     mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
-    // A socket file left by a killed agent would make listen() fail with EADDRINUSE.
+    // A socket file left by a killed agent would make listen() fail with
+    // EADDRINUSE; but a live one belongs to a running agent: never take it over.
+    let isSocket = false;
     try {
-      if (statSync(this.path).isSocket()) rmSync(this.path);
+      isSocket = statSync(this.path).isSocket();
     } catch { /* not there */ }
+    if (isSocket) {
+      if (await answers(this.path)) {
+        throw new Error(`another netagent is running (it answers on ${this.path}); stop it first, or give this one another --socket`);
+      }
+      rmSync(this.path);
+    }
     const server = createServer((conn) => {
       conn.setTimeout(5000, () => conn.destroy());
       let buf = '';
@@ -82,9 +90,21 @@ export class ControlServer {
   async close(): Promise<void> {
     const s = this.server;
     this.server = null;
-    if (s) await new Promise<void>((r) => s.close(() => r()));
+    if (!s) return; // never listened: the socket file, if any, is someone else's
+    await new Promise<void>((r) => s.close(() => r()));
     try { rmSync(this.path); } catch { /* gone */ }
   }
+}
+
+/** Does something accept connections on this Unix socket? */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = createConnection(path);
+    const done = (v: boolean) => { c.destroy(); resolve(v); };
+    c.once('connect', () => done(true));
+    c.once('error', () => done(false));
+    setTimeout(() => done(false), 1000).unref();
+  });
 }
 
 export class StatusError extends Error {}

@@ -282,7 +282,11 @@ export class Forwarder {
     this.assertOpen();
     const info = this.withProgFd(id, (fd) => (fd === null ? null : bpf.progInfo(fd)));
     if (!info) return null;
-    const program = XDP_PROGRAMS.find((p) => this.progs[p].name === info.name && this.progs[p].tag === info.tag) ?? null;
+    // Same name and tag is not enough: the tag ignores map references, and a
+    // program loaded against maps whose pins are gone (bpffs remounted) would
+    // never see what we write now. Ours means our code on our maps.
+    const same = XDP_PROGRAMS.find((p) => this.progs[p].name === info.name && this.progs[p].tag === info.tag) ?? null;
+    const program = same && this.usesOurMaps(id) ? same : null;
     return { name: info.name, tag: info.tag, program };
   }
 

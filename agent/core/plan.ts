@@ -244,9 +244,11 @@ export function plan(config: Config, world: World): Plan {
         const c = parseCidr4(cidr)!;
         const routes: RouteLite[] = [];
         let note: string | null = null;
-        if (!defaultRouteTaken && c.len >= 31) {
+        if (c.len !== 31) {
+          note = 'no default route: only a /31 names its peer';
+        } else if (!defaultRouteTaken) {
           // The peer is the other address of the /31; the first client link carries the default route.
-          routes.push({ dst: '0.0.0.0/0', oif: link.ifindex, gateway: formatIp4(c.len === 31 ? peer31(c.addr) : c.addr) });
+          routes.push({ dst: '0.0.0.0/0', oif: link.ifindex, gateway: formatIp4(peer31(c.addr)) });
           defaultRouteTaken = true;
           note = `default via ${routes[0]!.gateway}`;
         }

@@ -24,6 +24,8 @@ export interface LinkMsg {
   name: string;
   /** lowercase 'aa:bb:cc:dd:ee:ff', '' if the link has no hardware address */
   mac: string;
+  /** ifi_family: AF_UNSPEC (0) for the link itself; AF_BRIDGE (7) for bridge-port messages about it. */
+  family: number;
   flags: number;
   up: boolean;
   running: boolean;
@@ -266,6 +268,7 @@ const XDP_MODES: Record<number, XdpAttached> = {
 /** Decodes the payload of RTM_NEWLINK / RTM_DELLINK. */
 export function decodeLink(p: Buffer): Result<LinkMsg> {
   if (p.length < C.IFINFOMSG_LEN) return bad(`ifinfomsg of ${p.length} bytes, need ${C.IFINFOMSG_LEN}`);
+  const family = p.readUInt8(0);
   const ifindex = p.readInt32LE(4);
   const flags = p.readUInt32LE(8);
   const at = parseAttrs(p.subarray(C.IFINFOMSG_LEN));
@@ -311,6 +314,7 @@ export function decodeLink(p: Buffer): Result<LinkMsg> {
     kind,
     master: u32(a.get(C.IFLA_MASTER)),
     xdp,
+    family,
   });
 }
 
@@ -473,7 +477,7 @@ export function encodeLinkPayload(l: LinkMsg): Buffer {
     x.push(attrU32(C.IFLA_XDP_PROG_ID, l.xdp.progId));
   }
   attrs.push(attrNested(C.IFLA_XDP, x));
-  return Buffer.concat([ifinfomsg({ index: l.ifindex, flags: l.flags }), encodeAttrs(attrs)]);
+  return Buffer.concat([ifinfomsg({ family: l.family, index: l.ifindex, flags: l.flags }), encodeAttrs(attrs)]);
 }
 
 function ipBytes(s: string): Buffer {

@@ -3,7 +3,7 @@
 // restart after kill -9 with nothing doubled, clean shutdown, status.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Sandbox, ownNetns, ip, ipJson, run } from '../lib/sandbox.js';
+import { Sandbox, ownNetns, ip, ipJson, run, uniq } from '../lib/sandbox.js';
 import { AgentProc, sleep } from '../lib/agent.js';
 
 await ownNetns(import.meta.url);
@@ -116,6 +116,64 @@ test('restart after kill -9: state adopted, nothing doubled or re-attached', asy
   assert.is(xdpEntries.length, 2, JSON.stringify(xdpEntries));
   assert.ok(progsBefore.length > 0);
   assert.equal(egressMap(), [ipLink(physA.a).ifindex]);
+});
+
+test('pins lost while the agent was down (bpffs remounted): the restart replaces programs bound to the old maps', async () => {
+  await agent.stop('SIGKILL');
+  run('umount', [pins]);
+  run('mount', ['-t', 'bpf', 'bpf', pins]); // a fresh, empty bpffs where the pins were
+  agent = new AgentProc(sb, null, pins, { dir: agent.dir });
+  await agent.start();
+  const pinned = new Set(['router_iface', 'router_egress', 'xdp_stats'].map((m) => (JSON.parse(run('bpftool', ['-j', 'map', 'show', 'pinned', `${pins}/${m}`])) as { id: number }).id));
+  const attached = agent.status().interfaces.filter((i) => i.xdp);
+  assert.is(attached.length, 2);
+  for (const i of attached) {
+    const prog = JSON.parse(run('bpftool', ['-j', 'prog', 'show', 'id', String(i.xdp!.id)])) as { map_ids: number[] };
+    assert.ok(prog.map_ids.length > 0 && prog.map_ids.every((m) => pinned.has(m)), `${i.name}: program ${i.xdp!.id} uses maps ${prog.map_ids}, pinned are ${[...pinned]}`);
+  }
+  assert.equal(egressMap(), [ipLink(physA.a).ifindex]);
+  assert.is(routerIfaceMap(), ipLink(rlink.a).ifindex);
+});
+
+test('a second agent on the same control socket refuses to start; the first keeps answering', async () => {
+  const second = new AgentProc(sb, null, pins, { dir: agent.dir });
+  let err = '';
+  try {
+    await second.start(15_000);
+  } catch (e) {
+    err = (e as Error).message;
+  }
+  assert.match(err, /another netagent is running/);
+  assert.ok(agent.status().ready);
+});
+
+test('a NIC enslaved to a bridge and released (AF_BRIDGE messages) is not re-done', async () => {
+  const id = agent.iface(physA.a)!.xdp!.id;
+  const before = agent.logs.length;
+  const br = uniq('br');
+  ip(null, 'link', 'add', br, 'type', 'bridge');
+  ip(null, 'link', 'set', physA.a, 'master', br);
+  await sleep(200);
+  ip(null, 'link', 'set', physA.a, 'nomaster');
+  ip(null, 'link', 'del', br);
+  await sleep(300);
+  assert.is(agent.iface(physA.a)!.xdp!.id, id);
+  const mine = agent.logs.slice(before).filter((l) => l.includes(`"${physA.a}"`));
+  assert.equal(mine, [], 'no log about the NIC: nothing removed, re-attached or adopted');
+  assert.is(agent.iface(br), undefined);
+});
+
+test('a NIC whose peer namespace vanishes is cleaned up without errors', async () => {
+  const lanD = sb.netns('lan');
+  const d = sb.veth(null, lanD, { macA: '52:54:00:dd:00:01' });
+  await agent.waitFor((s) => s.interfaces.some((i) => i.name === d.a && i.state === 'configured'), 'd configured');
+  const before = agent.logs.length;
+  run('ip', ['netns', 'del', lanD]);
+  await agent.waitFor((s) => !s.interfaces.some((i) => i.name === d.a), 'd gone');
+  await sleep(300);
+  const errors = agent.logs.slice(before).filter((l) => /"level":(50|60)/.test(l));
+  assert.equal(errors, []);
+  assert.is(agent.status().lastError, null);
 });
 
 test('status --json matches the contract', async () => {

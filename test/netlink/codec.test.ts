@@ -14,6 +14,7 @@ const link: LinkMsg = {
   ifindex: 42, name: 'veth-router', mac: '02:01:0a:0b:0c:0d', flags: C.IFF_UP | C.IFF_RUNNING | C.IFF_PROMISC | C.IFF_BROADCAST,
   up: true, running: true, promisc: true, mtu: 1500, operstate: 'UP', kind: 'veth', master: 7,
   xdp: { attached: 'skb', progId: 123, skbProgId: 123, drvProgId: 0, hwProgId: 0 },
+  family: 0,
 };
 const addr4: AddrMsg = { ifindex: 5, family: 4, address: '100.64.0.3', prefixlen: 31, local: '100.64.0.2', scope: 0, label: 'eth0', proto: 99 };
 const addr6: AddrMsg = { ifindex: 6, family: 6, address: 'fe80::1:2ff:fe03:405', prefixlen: 64, local: null, scope: 253, label: null, proto: null };

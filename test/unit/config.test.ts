@@ -34,6 +34,14 @@ test('unknown keys and bad values are errors naming the key', () => {
   assert.is(r.problems.length, 5);
 });
 
+test('names inherited from Object.prototype are unknown keys, not checks', () => {
+  for (const raw of ['{"__proto__": 1}', '{"toString": 1}', '{"constructor": "x"}', '{"hasOwnProperty": true}', '{"macPrefixes": {"toString": "02"}}']) {
+    const r = parseConfig(JSON.parse(raw));
+    assert.is(r.config, null, raw);
+    assert.match(r.problems.join(), /unknown key/, raw);
+  }
+});
+
 test('non-objects are refused', () => {
   for (const bad of [null, 3, 'x', [1]]) assert.is(parseConfig(bad).config, null);
 });

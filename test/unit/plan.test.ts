@@ -203,6 +203,13 @@ test('client: 02:00 links take their configured address, or fail saying what to 
   assert.equal(p.links.get(2)!.want.routes[0]!.gateway, '100.64.0.6');
 });
 
+test('client: a configured /32 gets no default route (no peer to name), and says so', () => {
+  const c = link('02:00:00:00:00:07', { ifindex: 2, name: 'eth0' });
+  const p = plan(cfg({ profile: 'client', clientAddresses: { '02:00:00:00:00:07': '100.64.1.10/32' } }), world([c]));
+  assert.equal(p.links.get(2)!.want.routes, []);
+  assert.match(p.links.get(2)!.note!, /no default route/);
+});
+
 test('profile switch: xdp-forwarder state is undone under router-p2p', () => {
   const rl = link('02:01:00:00:00:01', { ifindex: 2, up: true, promisc: true });
   const phys = link('52:54:00:00:00:10', { ifindex: 3, up: true });
