@@ -121,8 +121,30 @@ export function isRouterProfile(p: ProfileName): boolean {
   return p === 'router-p2p' || p === 'router-routed';
 }
 
+type Classified = { role: Role; macClass: MacClass; ignoredWhy: string | null };
+
+/**
+ * Classifications per config object, keyed by what they depend on. Every
+ * event replans every link; without this, parsing and matching MACs was most
+ * of a pass's time with a thousand links (bench/). A new config (a reload) is
+ * a new object, so the cache can never answer for an old one.
+ */
+const classified = new WeakMap<Config, Map<string, Classified>>();
+
 /** Classifies one link under the config: its role, or why it is left alone. */
-export function classify(link: ObservedLink, config: Config): { role: Role; macClass: MacClass; ignoredWhy: string | null } {
+export function classify(link: ObservedLink, config: Config): Classified {
+  let memo = classified.get(config);
+  if (!memo) classified.set(config, (memo = new Map()));
+  const key = `${link.mac}|${link.name}|${link.kind ?? ''}|${link.loopback ? 1 : 0}`;
+  let c = memo.get(key);
+  if (!c) {
+    if (memo.size > 100_000) memo.clear(); // bounded: names and MACs come and go
+    memo.set(key, (c = classifyUncached(link, config)));
+  }
+  return c;
+}
+
+function classifyUncached(link: ObservedLink, config: Config): Classified {
   const macClass = classifyMac(link.mac, config.macPrefixes);
   if (link.loopback || link.name === 'lo' || macClass === 'loopback') {
     return { role: 'loopback', macClass: 'loopback', ignoredWhy: 'loopback is never touched' };
@@ -158,104 +180,25 @@ export function plan(config: Config, world: World): Plan {
 
   // The router link: the one already in router_iface if still a candidate, else the lowest ifindex.
   const routerCandidates = config.profile === 'xdp-forwarder'
-    ? ordered.filter((l) => classify(l, config).role === 'router-link' && classify(l, config).ignoredWhy === null)
+    ? ordered.filter((l) => { const c = classify(l, config); return c.role === 'router-link' && c.ignoredWhy === null; })
     : [];
   const routerLink = routerCandidates.find((l) => l.ifindex === world.routerIface) ?? routerCandidates[0] ?? null;
-  let defaultRouteTaken = false;
+  const ctx: RuleContext = { config, routerLink, claimed, defaultRouteTaken: false };
 
   for (const link of ordered) {
-    const { role, macClass, ignoredWhy } = classify(link, config);
-    const base = { ifindex: link.ifindex, name: link.name, mac: link.mac, role, macClass, note: null as string | null };
-    if (ignoredWhy !== null) {
-      links.set(link.ifindex, { ...base, error: null, ignored: true, note: ignoredWhy, want: NOTHING });
-      continue;
-    }
-    const fail = (error: string): void => {
-      links.set(link.ifindex, { ...base, error, ignored: false, want: NOTHING });
-    };
-    const ok = (w: Partial<Want>, note: string | null = null): void => {
-      links.set(link.ifindex, { ...base, note, error: null, ignored: false, want: want(w) });
-    };
-    const mac = parseMac(link.mac)!; // classify() returned a MAC class, so it parses
-    const claim = (cidr: string): string | null => {
-      const addr = cidr.split('/')[0]!;
-      const holder = claimed.get(addr);
-      if (holder) return `address ${cidr} is already used by ${holder}; two links claim it (check the MACs the host assigned)`;
-      claimed.set(addr, link.name);
-      return null;
-    };
-
-    switch (config.profile) {
-      case 'xdp-forwarder':
-        if (role === 'router-link') {
-          if (routerLink && routerLink.ifindex !== link.ifindex) {
-            fail(`a second router link: ${routerLink.name} (ifindex ${routerLink.ifindex}) already holds router_iface, which has one entry; remove one of them`);
-          } else {
-            ok({ up: true, promisc: true, xdp: 'router' });
-          }
-        } else if (link.ifindex > MAX_VLAN_IFINDEX || link.ifindex < 1) {
-          fail(`ifindex ${link.ifindex} does not fit a VLAN ID (1..${MAX_VLAN_IFINDEX}), so the forwarder cannot tag its frames; give the NIC a lower ifindex`);
-        } else {
-          ok({ up: true, xdp: 'physical' });
-        }
-        break;
-      case 'router-p2p':
-        if (role === 'inter-vm') {
-          const d = decodeInterVm(mac, config.allowPublicAddresses);
-          if (!d.ok) { fail(d.error); break; }
-          const conflict = claim(d.cidr);
-          if (conflict) { fail(conflict); break; }
-          ok({ up: true, addresses: [d.cidr] });
-        } else {
-          ok({ up: true }, 'uplink');
-        }
-        break;
-      case 'router-routed':
-        if (role === 'inter-vm') {
-          const d = decodeRoutedClient(mac);
-          if (!d.ok) { fail(d.error); break; }
-          const conflict = claim(d.cidr);
-          if (conflict) { fail(conflict); break; }
-          ok({
-            up: true,
-            addresses: [ROUTED_GATEWAY],
-            routes: [{ dst: d.cidr, oif: link.ifindex, gateway: null }],
-          }, `client ${formatIp4(d.addr)}`);
-        } else {
-          ok({ up: true }, 'uplink');
-        }
-        break;
-      case 'client': {
-        let cidr: string;
-        if (macClass === 'inter-vm') {
-          const d = decodeInterVm(mac, config.allowPublicAddresses);
-          if (!d.ok) { fail(d.error); break; }
-          cidr = d.cidr;
-        } else {
-          const configured = config.clientAddresses[link.mac.toLowerCase()];
-          if (!configured) {
-            fail(`no address configured for this 02:00 link; add "clientAddresses": { "${link.mac}": "100.64.x.y/31" } to the config`);
-            break;
-          }
-          cidr = configured;
-        }
-        const conflict = claim(cidr);
-        if (conflict) { fail(conflict); break; }
-        const c = parseCidr4(cidr)!;
-        const routes: RouteLite[] = [];
-        let note: string | null = null;
-        if (c.len !== 31) {
-          note = 'no default route: only a /31 names its peer';
-        } else if (!defaultRouteTaken) {
-          // The peer is the other address of the /31; the first client link carries the default route.
-          routes.push({ dst: '0.0.0.0/0', oif: link.ifindex, gateway: formatIp4(peer31(c.addr)) });
-          defaultRouteTaken = true;
-          note = `default via ${routes[0]!.gateway}`;
-        }
-        ok({ up: true, addresses: [cidr], routes }, note);
-        break;
-      }
-    }
+    const c = classify(link, config);
+    const v: Verdict = c.ignoredWhy !== null ? { ignored: c.ignoredWhy } : rule(link, c, ctx);
+    links.set(link.ifindex, {
+      ifindex: link.ifindex,
+      name: link.name,
+      mac: link.mac,
+      role: c.role,
+      macClass: c.macClass,
+      error: 'error' in v ? v.error : null,
+      ignored: 'ignored' in v,
+      note: 'ignored' in v ? v.ignored : 'want' in v ? v.note ?? null : null,
+      want: 'want' in v ? want(v.want) : NOTHING,
+    });
   }
 
   // The router link's MTU follows the largest physical MTU (tagged frames must fit).
@@ -268,6 +211,86 @@ export function plan(config: Config, world: World): Plan {
   }
 
   return { links, ...diff(config, world, links, routerLink?.ifindex ?? null) };
+}
+
+type Verdict = { ignored: string } | { error: string } | { want: Partial<Want>; note?: string | null };
+
+interface RuleContext {
+  config: Config;
+  routerLink: ObservedLink | null;
+  /** address -> name of the link that has it (conflicts go to the lower ifindex). */
+  claimed: Map<string, string>;
+  defaultRouteTaken: boolean;
+}
+
+function claim(ctx: RuleContext, link: ObservedLink, cidr: string): string | null {
+  const addr = cidr.split('/')[0]!;
+  const holder = ctx.claimed.get(addr);
+  if (holder) return `address ${cidr} is already used by ${holder}; two links claim it (check the MACs the host assigned)`;
+  ctx.claimed.set(addr, link.name);
+  return null;
+}
+
+/** The profile's rule for one link that is not ignored: what it should look like, or why it cannot. */
+function rule(link: ObservedLink, c: Classified, ctx: RuleContext): Verdict {
+  const { config } = ctx;
+  const { role, macClass } = c;
+  switch (config.profile) {
+    case 'xdp-forwarder':
+      if (role === 'router-link') {
+        const r = ctx.routerLink;
+        if (r && r.ifindex !== link.ifindex) {
+          return { error: `a second router link: ${r.name} (ifindex ${r.ifindex}) already holds router_iface, which has one entry; remove one of them` };
+        }
+        return { want: { up: true, promisc: true, xdp: 'router' } };
+      }
+      if (link.ifindex > MAX_VLAN_IFINDEX || link.ifindex < 1) {
+        return { error: `ifindex ${link.ifindex} does not fit a VLAN ID (1..${MAX_VLAN_IFINDEX}), so the forwarder cannot tag its frames; give the NIC a lower ifindex` };
+      }
+      return { want: { up: true, xdp: 'physical' } };
+    case 'router-p2p': {
+      if (role !== 'inter-vm') return { want: { up: true }, note: 'uplink' };
+      const d = decodeInterVm(parseMac(link.mac)!, config.allowPublicAddresses); // classify() found a MAC class, so it parses
+      if (!d.ok) return { error: d.error };
+      const conflict = claim(ctx, link, d.cidr);
+      if (conflict) return { error: conflict };
+      return { want: { up: true, addresses: [d.cidr] } };
+    }
+    case 'router-routed': {
+      if (role !== 'inter-vm') return { want: { up: true }, note: 'uplink' };
+      const d = decodeRoutedClient(parseMac(link.mac)!);
+      if (!d.ok) return { error: d.error };
+      const conflict = claim(ctx, link, d.cidr);
+      if (conflict) return { error: conflict };
+      return {
+        want: { up: true, addresses: [ROUTED_GATEWAY], routes: [{ dst: d.cidr, oif: link.ifindex, gateway: null }] },
+        note: `client ${formatIp4(d.addr)}`,
+      };
+    }
+    case 'client': {
+      let cidr: string;
+      if (macClass === 'inter-vm') {
+        const d = decodeInterVm(parseMac(link.mac)!, config.allowPublicAddresses);
+        if (!d.ok) return { error: d.error };
+        cidr = d.cidr;
+      } else {
+        const configured = config.clientAddresses[link.mac.toLowerCase()];
+        if (!configured) {
+          return { error: `no address configured for this 02:00 link; add "clientAddresses": { "${link.mac}": "100.64.x.y/31" } to the config` };
+        }
+        cidr = configured;
+      }
+      const conflict = claim(ctx, link, cidr);
+      if (conflict) return { error: conflict };
+      const c4 = parseCidr4(cidr)!;
+      if (c4.len !== 31) return { want: { up: true, addresses: [cidr] }, note: 'no default route: only a /31 names its peer' };
+      if (ctx.defaultRouteTaken) return { want: { up: true, addresses: [cidr] } };
+      // The peer is the other address of the /31; the first client link carries the default route.
+      ctx.defaultRouteTaken = true;
+      const gateway = formatIp4(peer31(c4.addr));
+      return { want: { up: true, addresses: [cidr], routes: [{ dst: '0.0.0.0/0', oif: link.ifindex, gateway }] }, note: `default via ${gateway}` };
+    }
+  }
 }
 
 function diff(config: Config, world: World, links: Map<number, LinkPlan>, routerIfindex: number | null): Omit<Plan, 'links'> {
