@@ -55,7 +55,6 @@ export class Daemon {
   private lastPlan: Plan | null = null;
   private pending = new Map<number, number>();
   private failures = new Map<number, Failure>();
-  private globalError: string | null = null;
   private lastError: string | null = null;
 
   private ready = false;
@@ -84,7 +83,7 @@ export class Daemon {
     this.applyLogLevel();
     this.log.info({ version: VERSION, profile: config.profile, xdpMode: config.xdpMode, config: fromFile ? this.opts.paths.config : '(defaults)', paths: { ...this.opts.paths, bpfDir: this.opts.paths.bpfDir } }, 'netagent starting');
 
-    this.firewall = new RouterFirewall(config.nftTable, this.log);
+    this.firewall = this.makeFirewall(config.nftTable);
     this.dhcp = new DhcpSupervisor(config.dhcpCommand, this.log);
     // First, so that a second agent started by mistake stops here, before touching anything.
     this.control = new ControlServer(this.opts.paths.socket, () => this.report(), this.log);
@@ -105,6 +104,7 @@ export class Daemon {
 
     await this.dump();
     await this.reconcileNow();
+    await this.firewall.settled(); // ready means isolated too
     this.ready = true;
     this.notifyReady();
     this.log.info({ ms: Math.round(performance.now() - t0), links: this.links.size }, 'coldplug done: ready');
@@ -304,15 +304,7 @@ export class Daemon {
 
     // Router profiles: nftables sets and DHCP follow the links that are configured.
     this.dhcp.sync(p.dhcp);
-    try {
-      await this.firewall.apply(p.router);
-      this.globalError = null;
-    } catch (e) {
-      this.globalError = errText(e);
-      this.lastError = this.globalError;
-      this.log.error({ err: e }, 'router firewall');
-      this.armRetry(5000);
-    }
+    this.firewall.want(p.router);
     const waiting = [...this.failures.values()].map((f) => f.retryAt - Date.now());
     if (waiting.length) this.armRetry(Math.max(50, Math.min(...waiting)));
   }
@@ -408,6 +400,14 @@ export class Daemon {
     }
   }
 
+  private makeFirewall(table: string): RouterFirewall {
+    return new RouterFirewall(table, this.log, (e) => {
+      this.lastError = errText(e);
+      this.log.error({ err: errText(e) }, 'router firewall: retrying in 5 s; meanwhile client links forward nothing');
+      this.armRetry(5000);
+    });
+  }
+
   // ---------------------------------------------------------------- forwarder
 
   private openForwarder(): void {
@@ -498,7 +498,7 @@ export class Daemon {
     this.applyLogLevel();
     if (prev.nftTable !== next.nftTable) {
       void this.firewall.remove().catch((e) => this.log.warn({ err: errText(e) }, 'could not remove the old nftables table'));
-      this.firewall = new RouterFirewall(next.nftTable, this.log);
+      this.firewall = this.makeFirewall(next.nftTable);
     }
     this.dhcp.setCommand(next.dhcpCommand);
     if (prev.eventBufferBytes !== next.eventBufferBytes) this.log.warn('eventBufferBytes changes take effect at the next start');
@@ -567,7 +567,7 @@ export class Daemon {
       xdpMode: this.config.xdpMode,
       routerIface: this.routerIface,
       counters,
-      lastError: this.globalError ?? (this.config.profile === 'xdp-forwarder' ? this.forwarderError?.error : undefined) ?? this.lastError,
+      lastError: this.firewall.lastError ?? (this.config.profile === 'xdp-forwarder' ? this.forwarderError?.error : undefined) ?? this.lastError,
     };
   }
 
@@ -581,6 +581,7 @@ export class Daemon {
     await this.watcher?.close();
     this.events?.close();
     if (this.loop) await this.loop.catch(() => undefined);
+    await this.firewall?.settled();
     this.dhcp?.stopAll();
     if (this.config?.detachOnExit && this.forwarder) {
       for (const [ifindex, x] of this.xdp) {

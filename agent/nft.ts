@@ -55,12 +55,47 @@ function nft(args: string[], input: string | null): Promise<{ code: number; stde
   });
 }
 
-/** Keeps the router profile's table and IPv4 forwarding in the wanted state; skips work when nothing changed. */
+/**
+ * Keeps the router profile's table and IPv4 forwarding in the wanted state;
+ * skips work when nothing changed. `want()` returns at once: nft runs in the
+ * background, one transaction at a time, always with the latest wish, so a
+ * burst of links costs a few nft runs, and configuring links never waits for
+ * nft (the forward chain fails closed meanwhile).
+ */
 export class RouterFirewall {
   private applied: string | null = null;
   private forwarding: boolean | null = null;
+  private desired: RouterGlobals | null = null;
+  private worker: Promise<void> | null = null;
+  /** The last failure, until a later apply succeeds. */
+  lastError: string | null = null;
 
-  constructor(private readonly table: string, private readonly log: Logger) {}
+  constructor(private readonly table: string, private readonly log: Logger, private readonly onError: (e: Error) => void = () => {}) {}
+
+  want(g: RouterGlobals | null): void {
+    this.desired = g;
+    if (!this.worker) this.worker = this.drain().finally(() => (this.worker = null));
+  }
+
+  /** Resolves once everything wanted so far is applied (or has failed). */
+  async settled(): Promise<void> {
+    while (this.worker) await this.worker;
+  }
+
+  private async drain(): Promise<void> {
+    for (;;) {
+      const g = this.desired;
+      try {
+        await this.apply(g);
+        this.lastError = null;
+      } catch (e) {
+        this.lastError = (e as Error).message;
+        this.onError(e as Error);
+        return;
+      }
+      if (this.desired === g) return; // nothing newer arrived meanwhile
+    }
+  }
 
   async apply(g: RouterGlobals | null): Promise<void> {
     if (g) {

@@ -302,6 +302,13 @@ function diff(config: Config, world: World, links: Map<number, LinkPlan>, router
   };
   const nameOf = (ifindex: number): string => world.links.get(ifindex)?.name ?? `ifindex ${ifindex}`;
   const wantEgress = new Set<number>();
+  // Our routes by link, once: a per-link filter would make a pass O(links x routes).
+  const routesByOif = new Map<number, RouteLite[]>();
+  for (const r of world.routes) {
+    const list = routesByOif.get(r.oif);
+    if (list) list.push(r);
+    else routesByOif.set(r.oif, [r]);
+  }
   const uplinks: string[] = [];
   const clients: string[] = [];
 
@@ -350,7 +357,7 @@ function diff(config: Config, world: World, links: Map<number, LinkPlan>, router
     if (w.up !== null && link.up !== w.up) push(ifindex, { kind: 'link', ifindex, name, up: w.up });
 
     // Routes: the same rule, routes of ours are recognised by their protocol number.
-    const mine = world.routes.filter((r) => r.oif === ifindex);
+    const mine = routesByOif.get(ifindex) ?? [];
     for (const r of w.routes) {
       if (!mine.some((m) => sameRoute(m, r))) push(ifindex, { kind: 'route-add', ifindex, name, route: r });
     }
