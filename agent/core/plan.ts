@@ -210,6 +210,11 @@ export function plan(config: Config, world: World): Plan {
     if (rp && rp.error === null && physMtus.length) rp.want.mtu = Math.max(...physMtus);
   }
 
+  // The link router_iface still names was our router link, and we made it
+  // promiscuous; if it is no longer (profile switch, a MAC change), undo that.
+  const exRouter = world.routerIface !== null && world.routerIface !== routerLink?.ifindex ? links.get(world.routerIface) : undefined;
+  if (exRouter && exRouter.want.promisc === null) exRouter.want = { ...exRouter.want, promisc: false };
+
   return { links, ...diff(config, world, links, routerLink?.ifindex ?? null) };
 }
 

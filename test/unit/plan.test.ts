@@ -220,7 +220,9 @@ test('profile switch: xdp-forwarder state is undone under router-p2p', () => {
   });
   const p = plan(cfg({ profile: 'router-p2p' }), w);
   const all = [...p.actions.values()].flat().map((a) => a.kind).sort();
-  assert.equal(all, ['egress-deny', 'router-iface', 'xdp-detach', 'xdp-detach']);
+  assert.equal(all, ['egress-deny', 'link', 'router-iface', 'xdp-detach', 'xdp-detach']);
+  const promisc = [...p.actions.values()].flat().find((a) => a.kind === 'link');
+  assert.equal(promisc && 'promisc' in promisc && [promisc.ifindex, promisc.promisc], [2, false], 'the ex-router link leaves promiscuous mode');
 });
 
 test('random worlds never throw and every action names a link', () => {
