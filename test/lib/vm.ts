@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
+import { test } from 'uvu';
 import { ROOT, Sandbox, inNs, ip, run, uniq } from './sandbox.js';
 
 export const VM_DIR = join(ROOT, 'build', 'vm');
@@ -66,6 +67,23 @@ export interface GuestLink {
   operstate?: string;
   promiscuity?: number;
   xdp?: { mode: number; prog?: { id: number }; attached?: Array<{ mode: number; prog?: { id: number } }> };
+}
+
+/** The interface with this MAC in a status; throws (listing what there is) when it is not there. */
+export function byMac(s: StatusJson, mac: string): StatusIface {
+  const i = s.interfaces.find((x) => x.mac.toLowerCase() === mac.toLowerCase());
+  if (!i) throw new Error(`status lists no interface with MAC ${mac}: ${JSON.stringify(s.interfaces)}`);
+  return i;
+}
+
+/** Whether one ping from namespace `ns` to `to` is answered within 3 s. */
+export function ping(ns: string, to: string): boolean {
+  try {
+    run('nsenter', [`--net=/run/netns/${ns}`, 'ping', '-c', '1', '-W', '3', '-q', to], { timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The XDP program id attached to a link (any mode), or null. */
@@ -477,6 +495,21 @@ export class Vm {
     return tap;
   }
 
+  /**
+   * A "client VM" on the host side: a namespace of its own holding NIC
+   * nicId's TAP (moveTap) with `addr` on it and a default route via
+   * `gateway`. A /32 has no subnet the gateway could lie in, so the gateway
+   * then gets a route on the TAP first. Returns the namespace.
+   */
+  clientNs(nicId: string, addr: string, gateway: string): string {
+    const ns = this.sb.netns('cl');
+    const tap = this.moveTap(nicId, ns);
+    ip(ns, 'addr', 'add', addr, 'dev', tap);
+    if (addr.endsWith('/32')) ip(ns, 'route', 'add', gateway, 'dev', tap);
+    ip(ns, 'route', 'add', 'default', 'via', gateway);
+    return ns;
+  }
+
   /** Sends frames (as they are, tags included) from the host side of a NIC's TAP into the guest. */
   send(nicId: string, frames: Buffer[]): void {
     const tap = this.taps.get(nicId);
@@ -544,4 +577,61 @@ export class Vm {
   uptimeMs(): number {
     return Date.now() - this.t0;
   }
+}
+
+export interface VmSuiteOptions extends VmOptions {
+  /** How long to wait for netagent to be ready after the boot (default 180 s); false: the boot ends at the shell prompt. */
+  readyTimeoutMs?: number | false;
+}
+
+export interface VmSuite {
+  /** A uvu test that waits for the boot (and the setup) and adds the console's last lines to its failure. */
+  guarded(name: string, fn: () => Promise<void>): void;
+  /** The booted VM (inside guarded tests and the setup). */
+  readonly vm: Vm;
+  /** `netagent status --json` when it first said ready (throws with readyTimeoutMs: false). */
+  readonly ready: StatusJson;
+  readonly sb: Sandbox;
+}
+
+/**
+ * One VM for a whole test file, booted now: the boot, the wait for the
+ * agent and `setup` run once, and a failure of any of them fails every
+ * guarded test with its reason (uvu would swallow an error thrown by a
+ * before hook). qemu and the sandbox go when the file's tests are done.
+ */
+export function vmSuite(opts: VmSuiteOptions, setup?: (vm: Vm, sb: Sandbox) => void | Promise<void>): VmSuite {
+  const sb = new Sandbox();
+  const { readyTimeoutMs = 180_000, ...vmOpts } = opts;
+  let vm: Vm | undefined;
+  let ready: StatusJson | undefined;
+  const booting = (async () => {
+    const v = await Vm.boot(sb, vmOpts);
+    vm = v;
+    if (readyTimeoutMs !== false) {
+      try { ready = await v.waitReady(readyTimeoutMs); } catch (e) { throw v.withConsole(e as Error); }
+    }
+    await setup?.(v, sb);
+  })();
+  booting.catch(() => { /* reported by each test */ });
+  test.after(() => {
+    vm?.destroy();
+    sb.cleanup();
+  });
+  return {
+    guarded: (name, fn) =>
+      test(name, async () => {
+        await booting;
+        try { await fn(); } catch (e) { throw vm!.withConsole(e as Error); }
+      }),
+    get vm() {
+      if (!vm) throw new Error('the VM is not booted (yet)');
+      return vm;
+    },
+    get ready() {
+      if (!ready) throw new Error('netagent is not ready (yet), or this suite does not wait for it');
+      return ready;
+    },
+    sb,
+  };
 }

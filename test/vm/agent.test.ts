@@ -5,10 +5,8 @@
 // agent adopts what it finds with nothing doubled.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Sandbox } from '../lib/sandbox.js';
-import { Vm, xdpProgId, type VmNic, type StatusJson, type GuestLink } from '../lib/vm.js';
+import { byMac, vmSuite, xdpProgId, type VmNic, type GuestLink } from '../lib/vm.js';
 
-const sb = new Sandbox();
 const ROUTER = '02:01:00:00:00:01';
 const PHYS = ['52:54:00:12:34:01', '52:54:00:12:34:02'];
 const nics: VmNic[] = [
@@ -16,41 +14,18 @@ const nics: VmNic[] = [
   { id: 'phys1', mac: PHYS[0]! },
   { id: 'phys2', mac: PHYS[1]! },
 ];
-let vm: Vm;
-let ready: StatusJson;
-const booting = (async () => {
-  vm = await Vm.boot(sb, { nics, profile: 'xdp-forwarder', name: 'agent' });
-  try {
-    ready = await vm.waitReady(180_000);
-  } catch (e) {
-    throw vm.withConsole(e as Error);
-  }
+const suite = vmSuite({ nics, profile: 'xdp-forwarder', name: 'agent' }, (vm) => {
   console.log(`boot to shell ${vm.bootToShellMs} ms, boot to agent ready ${vm.uptimeMs()} ms`);
-})();
-booting.catch(() => { /* reported by each test */ });
-test.after(() => {
-  vm?.destroy();
-  sb.cleanup();
 });
-const guarded = (name: string, fn: () => Promise<void>) =>
-  test(name, async () => {
-    await booting;
-    try { await fn(); } catch (e) { throw vm.withConsole(e as Error); }
-  });
-
-const byMac = (s: StatusJson, mac: string) => {
-  const i = s.interfaces.find((x) => x.mac.toLowerCase() === mac);
-  if (!i) throw new Error(`status lists no interface with MAC ${mac}: ${JSON.stringify(s.interfaces)}`);
-  return i;
-};
+const { guarded } = suite;
 
 guarded('s6 reports netagent ready at boot; status says ready, profile xdp-forwarder', async () => {
-  assert.ok(ready.ready);
-  assert.is(ready.profile, 'xdp-forwarder');
+  assert.ok(suite.ready.ready);
+  assert.is(suite.ready.profile, 'xdp-forwarder');
 });
 
 guarded('status --json: router link and physical NICs configured with their XDP programs', async () => {
-  const s = await vm.status();
+  const s = await suite.vm.status();
   const r = byMac(s, ROUTER);
   assert.is(r.role, 'router-link');
   assert.is(r.state, 'configured', JSON.stringify(r));
@@ -69,8 +44,8 @@ guarded('status --json: router link and physical NICs configured with their XDP 
 });
 
 guarded('`netagent status` typed at the console prints a table with every NIC', async () => {
-  const s = await vm.status();
-  const table = await vm.sh('netagent status');
+  const s = await suite.vm.status();
+  const table = await suite.vm.sh('netagent status');
   for (const mac of [ROUTER, ...PHYS]) {
     const i = byMac(s, mac);
     const row = table.split('\n').find((l) => l.split(/\s+/).includes(i.name));
@@ -82,8 +57,8 @@ guarded('`netagent status` typed at the console prints a table with every NIC', 
 });
 
 guarded('the guest kernel agrees: XDP ids as reported, router link promiscuous and up', async () => {
-  const s = await vm.status();
-  const links = await vm.ipLinks();
+  const s = await suite.vm.status();
+  const links = await suite.vm.ipLinks();
   for (const mac of [ROUTER, ...PHYS]) {
     const i = byMac(s, mac);
     const l = links.find((x) => x.address === mac)!;
@@ -96,18 +71,18 @@ guarded('the guest kernel agrees: XDP ids as reported, router link promiscuous a
 
 /** Every XDP program loaded in the guest kernel, by id. */
 const xdpProgs = async (): Promise<number[]> =>
-  (JSON.parse(await vm.sh('bpftool -j prog show')) as Array<{ id: number; type: string }>)
+  (JSON.parse(await suite.vm.sh('bpftool -j prog show')) as Array<{ id: number; type: string }>)
     .filter((p) => p.type === 'xdp').map((p) => p.id).sort((a, b) => a - b);
 
 guarded('kill -9: s6 restarts the agent; it adopts what it finds, nothing doubled', async () => {
-  const before = await vm.status();
-  const linksBefore = await vm.ipLinks();
+  const before = await suite.vm.status();
+  const linksBefore = await suite.vm.ipLinks();
   const progsBefore = await xdpProgs();
-  const addrsBefore = await vm.sh('ip -j addr show');
-  const ms = await vm.killAgentAndWaitRestart();
+  const addrsBefore = await suite.vm.sh('ip -j addr show');
+  const ms = await suite.vm.killAgentAndWaitRestart();
   console.log(`kill -9 to ready again: ${ms} ms`);
-  const after = await vm.status();
-  const linksAfter = await vm.ipLinks();
+  const after = await suite.vm.status();
+  const linksAfter = await suite.vm.ipLinks();
   for (const mac of [ROUTER, ...PHYS]) {
     const b = byMac(before, mac), a = byMac(after, mac);
     assert.is(a.state, 'configured', JSON.stringify(a));
@@ -122,12 +97,12 @@ guarded('kill -9: s6 restarts the agent; it adopts what it finds, nothing double
   const progsAfter = await xdpProgs();
   const attached = new Set(linksAfter.map(xdpProgId).filter((x): x is number => x !== null));
   assert.ok(progsAfter.length <= attached.size + 2, `at most the attached programs plus one spare physical/router pair: ${progsBefore} -> ${progsAfter}, attached ${[...attached]}`);
-  await vm.killAgentAndWaitRestart();
+  await suite.vm.killAgentAndWaitRestart();
   const progsAgain = await xdpProgs();
   assert.is(progsAgain.length, progsAfter.length, `a second restart leaves as many XDP programs: ${progsAfter} -> ${progsAgain}`);
-  for (const mac of [ROUTER, ...PHYS]) assert.is(byMac(await vm.status(), mac).state, 'configured');
+  for (const mac of [ROUTER, ...PHYS]) assert.is(byMac(await suite.vm.status(), mac).state, 'configured');
   // No address doubled (xdp-forwarder assigns none; nothing may appear either).
-  const addrs = (JSON.parse(await vm.sh('ip -j addr show')) as Array<{ ifname: string; addr_info: Array<{ local: string; prefixlen: number }> }>)
+  const addrs = (JSON.parse(await suite.vm.sh('ip -j addr show')) as Array<{ ifname: string; addr_info: Array<{ local: string; prefixlen: number }> }>)
     .flatMap((l) => l.addr_info.map((a) => `${l.ifname} ${a.local}/${a.prefixlen}`));
   assert.is(new Set(addrs).size, addrs.length, `duplicate addresses: ${addrs}`);
   assert.equal(addrs.sort(), (JSON.parse(addrsBefore) as Array<{ ifname: string; addr_info: Array<{ local: string; prefixlen: number }> }>)
@@ -136,29 +111,29 @@ guarded('kill -9: s6 restarts the agent; it adopts what it finds, nothing double
 });
 
 guarded('bpffs gone while the agent is down: its run script mounts it again, the agent sets everything up anew', async () => {
-  await vm.sh('s6-svc -wD -d /run/service/netagent', 30_000);
-  await vm.sh('umount /sys/fs/bpf');
-  assert.not.match(await vm.sh('cat /proc/mounts'), / \/sys\/fs\/bpf bpf /);
-  await vm.sh('s6-svc -u /run/service/netagent');
-  await vm.waitReady(120_000);
-  assert.match(await vm.sh('cat /proc/mounts'), / \/sys\/fs\/bpf bpf /);
-  assert.match(await vm.sh('tail -n 50 /run/log/netagent/current'), /bpffs is not mounted at \/sys\/fs\/bpf; mounting it/);
-  const s = await vm.status();
-  const links = await vm.ipLinks();
+  await suite.vm.sh('s6-svc -wD -d /run/service/netagent', 30_000);
+  await suite.vm.sh('umount /sys/fs/bpf');
+  assert.not.match(await suite.vm.sh('cat /proc/mounts'), / \/sys\/fs\/bpf bpf /);
+  await suite.vm.sh('s6-svc -u /run/service/netagent');
+  await suite.vm.waitReady(120_000);
+  assert.match(await suite.vm.sh('cat /proc/mounts'), / \/sys\/fs\/bpf bpf /);
+  assert.match(await suite.vm.sh('tail -n 50 /run/log/netagent/current'), /bpffs is not mounted at \/sys\/fs\/bpf; mounting it/);
+  const s = await suite.vm.status();
+  const links = await suite.vm.ipLinks();
   for (const mac of [ROUTER, ...PHYS]) {
     const i = byMac(s, mac);
     assert.is(i.state, 'configured', JSON.stringify(i));
     assert.is(xdpProgId(links.find((x) => x.address === mac)!), i.xdp!.id);
   }
-  assert.ok((await vm.sh('ls /sys/fs/bpf')).includes('router_iface'), 'router_iface pinned again');
+  assert.ok((await suite.vm.sh('ls /sys/fs/bpf')).includes('router_iface'), 'router_iface pinned again');
 });
 
 guarded('memory with the agent running', async () => {
-  const free = await vm.sh('free -m');
+  const free = await suite.vm.sh('free -m');
   console.log(`guest memory with netagent (free -m):\n${free}`);
-  const rss = await vm.sh('grep VmRSS /proc/$(s6-svstat -o pid /run/service/netagent)/status');
+  const rss = await suite.vm.sh('grep VmRSS /proc/$(s6-svstat -o pid /run/service/netagent)/status');
   console.log(`netagent ${rss.trim()}`);
-  const t = await vm.sh('time -p netagent status >/dev/null 2>/tmp/st.err; cat /tmp/st.err; true');
+  const t = await suite.vm.sh('time -p netagent status >/dev/null 2>/tmp/st.err; cat /tmp/st.err; true');
   console.log(`\`netagent status\` in the guest (TCG): ${t.trim().split('\n').join(', ')}`);
 });
 

@@ -5,87 +5,72 @@
 // command line, and `poweroff` stops the VM cleanly.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Sandbox } from '../lib/sandbox.js';
-import { Vm, type VmNic } from '../lib/vm.js';
+import { vmSuite, type VmNic } from '../lib/vm.js';
 
-const sb = new Sandbox();
 const nics: VmNic[] = [
   { id: 'router', mac: '02:01:00:00:00:01' },
   { id: 'phys1', mac: '52:54:00:12:34:01' },
   { id: 'phys2', mac: '52:54:00:12:34:02' },
 ];
-let vm: Vm;
-// Booted once for the file; a boot failure fails every test with its reason
-// (uvu would swallow an error thrown by a before hook).
-const booting = Vm.boot(sb, { nics, profile: 'xdp-forwarder', xdpMode: 'skb', name: 'boot' }).then((v) => {
-  vm = v;
-  console.log(`boot to shell: ${v.bootToShellMs} ms`);
+// Booted to the shell prompt only: these tests look at the image, not at the agent's work.
+const suite = vmSuite({ nics, profile: 'xdp-forwarder', xdpMode: 'skb', name: 'boot', readyTimeoutMs: false }, (vm) => {
+  console.log(`boot to shell: ${vm.bootToShellMs} ms`);
 });
-booting.catch(() => { /* reported by each test */ });
-test.after(() => {
-  vm?.destroy();
-  sb.cleanup();
-});
-
-const guarded = (name: string, fn: () => Promise<void>) =>
-  test(name, async () => {
-    await booting;
-    try { await fn(); } catch (e) { throw vm.withConsole(e as Error); }
-  });
+const { guarded } = suite;
 
 guarded('s6-svscan is PID 1, on the scan directory /run/service', async () => {
-  assert.is((await vm.sh('cat /proc/1/comm')).trim(), 's6-svscan');
-  assert.match(await vm.sh("tr '\\0' ' ' < /proc/1/cmdline"), /s6-svscan \/run\/service/);
+  assert.is((await suite.vm.sh('cat /proc/1/comm')).trim(), 's6-svscan');
+  assert.match(await suite.vm.sh("tr '\\0' ' ' < /proc/1/cmdline"), /s6-svscan \/run\/service/);
 });
 
 guarded('fstab: bpffs at /sys/fs/bpf, proc, sysfs, devtmpfs, /run', async () => {
-  const mounts = await vm.sh('cat /proc/mounts');
+  const mounts = await suite.vm.sh('cat /proc/mounts');
   for (const [dir, type] of [['/sys/fs/bpf', 'bpf'], ['/proc', 'proc'], ['/sys', 'sysfs'], ['/dev', 'devtmpfs'], ['/run', 'tmpfs']]) {
     assert.ok(mounts.split('\n').some((l) => l.split(' ')[1] === dir && l.split(' ')[2] === type), `${type} at ${dir}:\n${mounts}`);
   }
 });
 
 guarded('kernel modules for NICs and nftables are loaded', async () => {
-  const mods = (await vm.sh('cut -d" " -f1 /proc/modules')).split('\n');
+  const mods = (await suite.vm.sh('cut -d" " -f1 /proc/modules')).split('\n');
   for (const m of ['virtio_pci', 'virtio_net', 'nf_tables', 'nft_masq', 'nft_chain_nat', 'nf_conntrack', 'nft_ct']) {
     assert.ok(mods.includes(m), `${m} loaded; have: ${mods.join(' ')}`);
   }
   // And nft can use them.
-  await vm.sh('nft add table inet vmtest && nft delete table inet vmtest');
+  await suite.vm.sh('nft add table inet vmtest && nft delete table inet vmtest');
 });
 
 guarded('every NIC qemu gives the VM is there, with its MAC', async () => {
-  const links = JSON.parse(await vm.sh('ip -j link show')) as Array<{ ifname: string; address: string }>;
+  const links = JSON.parse(await suite.vm.sh('ip -j link show')) as Array<{ ifname: string; address: string }>;
   for (const n of nics) assert.ok(links.some((l) => l.address === n.mac), `a link with MAC ${n.mac}: ${JSON.stringify(links)}`);
 });
 
 guarded('the profile from the kernel command line is in /etc/netagent/config.json', async () => {
-  const cfg = JSON.parse(await vm.sh('cat /etc/netagent/config.json'));
+  const cfg = JSON.parse(await suite.vm.sh('cat /etc/netagent/config.json'));
   assert.equal(cfg, { profile: 'xdp-forwarder', xdpMode: 'skb' });
 });
 
 guarded('s6 supervises netagent (with notification-fd 3) and the console shell', async () => {
-  assert.is((await vm.sh('cat /run/service/netagent/notification-fd')).trim(), '3');
-  assert.match(await vm.sh('s6-svstat /run/service/netagent'), /^up /);
-  assert.match(await vm.sh('s6-svstat /run/service/netagent/log'), /^up /);
-  assert.match(await vm.sh('s6-svstat /run/service/console'), /^up /);
-  assert.ok(await vm.sh('command -v netagent'), 'netagent on PATH');
+  assert.is((await suite.vm.sh('cat /run/service/netagent/notification-fd')).trim(), '3');
+  assert.match(await suite.vm.sh('s6-svstat /run/service/netagent'), /^up /);
+  assert.match(await suite.vm.sh('s6-svstat /run/service/netagent/log'), /^up /);
+  assert.match(await suite.vm.sh('s6-svstat /run/service/console'), /^up /);
+  assert.ok(await suite.vm.sh('command -v netagent'), 'netagent on PATH');
 });
 
 guarded('the console shell respawns when it exits', async () => {
-  const before = (await vm.sh('echo $$')).trim();
+  const before = (await suite.vm.sh('echo $$')).trim();
   // `exit` ends the login shell; s6 starts a new one on ttyS0.
-  vm.type('exit\n');
+  suite.vm.type('exit\n');
   const t = Date.now();
   let after = before;
   while (after === before && Date.now() - t < 30_000) {
-    try { after = (await vm.sh('echo $$', 5_000)).trim(); } catch { /* the new shell is not there yet */ }
+    try { after = (await suite.vm.sh('echo $$', 5_000)).trim(); } catch { /* the new shell is not there yet */ }
   }
   assert.is.not(after, before, 'a new shell (new PID) answers on ttyS0');
 });
 
 guarded('memory: the guest has room to spare', async () => {
-  const free = await vm.sh('free -m');
+  const free = await suite.vm.sh('free -m');
   console.log(`guest memory (free -m):\n${free}`);
   const mem = free.split('\n').find((l) => l.startsWith('Mem:'))!.trim().split(/\s+/);
   const [total, used] = [Number(mem[1]), Number(mem[2])];
@@ -94,8 +79,8 @@ guarded('memory: the guest has room to spare', async () => {
 
 guarded('poweroff stops the VM cleanly (s6 takes services down, then powers off)', async () => {
   const t = Date.now();
-  await vm.shutdown(30_000);
-  assert.match(vm.exitReason ?? '', /qemu exited \(code 0\)/);
+  await suite.vm.shutdown(30_000);
+  assert.match(suite.vm.exitReason ?? '', /qemu exited \(code 0\)/);
   console.log(`poweroff: ${Date.now() - t} ms`);
 });
 

@@ -5,11 +5,9 @@
 // only the physical NIC its VID names, untagged; unknown VIDs go nowhere.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Sandbox } from '../lib/sandbox.js';
-import { Vm, type VmNic, type StatusJson } from '../lib/vm.js';
+import { byMac, vmSuite, type VmNic } from '../lib/vm.js';
 import { ethFrame, withTag, hex, ETH_P_TEST } from '../lib/frames.js';
 
-const sb = new Sandbox();
 const ROUTER = '02:01:00:00:00:01';
 const PHYS1 = '52:54:00:12:34:01';
 const PHYS2 = '52:54:00:12:34:02';
@@ -18,26 +16,12 @@ const nics: VmNic[] = [
   { id: 'phys1', mac: PHYS1, tap: true },
   { id: 'phys2', mac: PHYS2, tap: true },
 ];
-let vm: Vm;
-let status: StatusJson;
-const booting = (async () => {
-  vm = await Vm.boot(sb, { nics, profile: 'xdp-forwarder', name: 'frames' });
-  try { status = await vm.waitReady(180_000); } catch (e) { throw vm.withConsole(e as Error); }
-})();
-booting.catch(() => { /* reported by each test */ });
-test.after(() => {
-  vm?.destroy();
-  sb.cleanup();
-});
-const guarded = (name: string, fn: () => Promise<void>) =>
-  test(name, async () => {
-    await booting;
-    try { await fn(); } catch (e) { throw vm.withConsole(e as Error); }
-  });
+const suite = vmSuite({ nics, profile: 'xdp-forwarder', name: 'frames' });
+const { guarded } = suite;
 
+/** A NIC's ifindex in the guest, from the status when the agent was first ready. */
 const ifindex = (mac: string): number => {
-  const i = status.interfaces.find((x) => x.mac.toLowerCase() === mac);
-  if (!i) throw new Error(`status lists no ${mac}`);
+  const i = byMac(suite.ready, mac);
   assert.is(i.state, 'configured', `${mac}: ${JSON.stringify(i)}`);
   return i.ifindex;
 };
@@ -56,9 +40,9 @@ for (const [nic, mac] of [['phys1', PHYS1], ['phys2', PHYS2]] as const) {
     const vid = ifindex(mac);
     // Physical NICs are not promiscuous: broadcast reaches the guest whatever its MAC.
     const f = frame('ff:ff:ff:ff:ff:ff', '52:54:00:aa:00:01');
-    const atRouter = await vm.capture('router', CAPTURE_MS, ETH_P_TEST);
-    const atOther = await vm.capture(nic === 'phys1' ? 'phys2' : 'phys1', CAPTURE_MS, ETH_P_TEST);
-    vm.send(nic, [f]);
+    const atRouter = await suite.vm.capture('router', CAPTURE_MS, ETH_P_TEST);
+    const atOther = await suite.vm.capture(nic === 'phys1' ? 'phys2' : 'phys1', CAPTURE_MS, ETH_P_TEST);
+    suite.vm.send(nic, [f]);
     const got = await atRouter();
     assert.equal(got, [hex(withTag(f, vid))], `router TAP got exactly the frame tagged with VID ${vid}`);
     assert.equal(await atOther(), [], 'the other physical NIC got nothing');
@@ -69,18 +53,18 @@ for (const [nic, mac, other] of [['phys1', PHYS1, 'phys2'], ['phys2', PHYS2, 'ph
   guarded(`router link -> ${nic} only, untagged, when the VID names ${nic}`, async () => {
     const vid = ifindex(mac);
     const f = frame('52:54:00:bb:00:02', '02:00:00:00:00:09');
-    const atNic = await vm.capture(nic, CAPTURE_MS, ETH_P_TEST);
-    const atOther = await vm.capture(other, CAPTURE_MS, ETH_P_TEST);
-    vm.send('router', [withTag(f, vid)]);
+    const atNic = await suite.vm.capture(nic, CAPTURE_MS, ETH_P_TEST);
+    const atOther = await suite.vm.capture(other, CAPTURE_MS, ETH_P_TEST);
+    suite.vm.send('router', [withTag(f, vid)]);
     assert.equal(await atNic(), [hex(f)], `${nic} TAP got the frame untagged`);
     assert.equal(await atOther(), [], `${other} got nothing`);
   });
 }
 
 guarded('router link: a VID naming no physical NIC (or the router link itself) goes nowhere', async () => {
-  const caps = await Promise.all(['router', 'phys1', 'phys2'].map((n) => vm.capture(n, CAPTURE_MS, ETH_P_TEST)));
-  const lo = status.interfaces.find((i) => i.name === 'lo')?.ifindex ?? 1;
-  vm.send('router', [withTag(frame('52:54:00:bb:00:02', '02:00:00:00:00:09'), 999), withTag(frame('52:54:00:bb:00:02', '02:00:00:00:00:09'), ifindex(ROUTER)), withTag(frame('52:54:00:bb:00:02', '02:00:00:00:00:09'), lo)]);
+  const caps = await Promise.all(['router', 'phys1', 'phys2'].map((n) => suite.vm.capture(n, CAPTURE_MS, ETH_P_TEST)));
+  const lo = suite.ready.interfaces.find((i) => i.name === 'lo')?.ifindex ?? 1;
+  suite.vm.send('router', [withTag(frame('52:54:00:bb:00:02', '02:00:00:00:00:09'), 999), withTag(frame('52:54:00:bb:00:02', '02:00:00:00:00:09'), ifindex(ROUTER)), withTag(frame('52:54:00:bb:00:02', '02:00:00:00:00:09'), lo)]);
   const [r, p1, p2] = await Promise.all(caps.map((c) => c()));
   assert.equal(p1, []);
   assert.equal(p2, []);
@@ -90,22 +74,22 @@ guarded('router link: a VID naming no physical NIC (or the router link itself) g
 guarded('a NIC hotplugged at run time forwards both ways at once; unplugged, its VID goes nowhere', async () => {
   const mac = '52:54:00:12:34:55';
   const t = Date.now();
-  await vm.hotplug({ id: 'hp', mac, tap: true });
-  const i = (await vm.waitIface(mac, (x) => x?.state === 'configured', 'hotplugged NIC configured'))!;
+  await suite.vm.hotplug({ id: 'hp', mac, tap: true });
+  const i = (await suite.vm.waitIface(mac, (x) => x?.state === 'configured', 'hotplugged NIC configured'))!;
   console.log(`hotplugged TAP NIC configured ${Date.now() - t} ms after device_add (seen through the console)`);
   const f = frame('ff:ff:ff:ff:ff:ff', '52:54:00:aa:00:03');
-  const atRouter = await vm.capture('router', CAPTURE_MS, ETH_P_TEST);
-  vm.send('hp', [f]);
+  const atRouter = await suite.vm.capture('router', CAPTURE_MS, ETH_P_TEST);
+  suite.vm.send('hp', [f]);
   assert.equal(await atRouter(), [hex(withTag(f, i.ifindex))], `tagged with the new NIC's ifindex ${i.ifindex}`);
   const g = frame('52:54:00:bb:00:03', '02:00:00:00:00:09');
-  const atHp = await vm.capture('hp', CAPTURE_MS, ETH_P_TEST);
-  vm.send('router', [withTag(g, i.ifindex)]);
+  const atHp = await suite.vm.capture('hp', CAPTURE_MS, ETH_P_TEST);
+  suite.vm.send('router', [withTag(g, i.ifindex)]);
   assert.equal(await atHp(), [hex(g)], 'the new NIC got the frame for its VID, untagged');
 
-  await vm.unplug('hp');
-  await vm.waitIface(mac, (x) => x === undefined, 'unplugged NIC gone');
-  const caps = await Promise.all(['router', 'phys1', 'phys2'].map((n) => vm.capture(n, CAPTURE_MS, ETH_P_TEST)));
-  vm.send('router', [withTag(frame('52:54:00:bb:00:03', '02:00:00:00:00:09'), i.ifindex)]);
+  await suite.vm.unplug('hp');
+  await suite.vm.waitIface(mac, (x) => x === undefined, 'unplugged NIC gone');
+  const caps = await Promise.all(['router', 'phys1', 'phys2'].map((n) => suite.vm.capture(n, CAPTURE_MS, ETH_P_TEST)));
+  suite.vm.send('router', [withTag(frame('52:54:00:bb:00:03', '02:00:00:00:00:09'), i.ifindex)]);
   for (const got of await Promise.all(caps.map((c) => c()))) assert.equal(got, [], 'the removed VID is forwarded nowhere');
 });
 

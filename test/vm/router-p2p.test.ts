@@ -5,10 +5,8 @@
 // leaves no address or nftables rule doubled.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Sandbox, ip, run } from '../lib/sandbox.js';
-import { Vm, sleep, type VmNic, type StatusJson } from '../lib/vm.js';
+import { byMac, ping, sleep, vmSuite, type VmNic } from '../lib/vm.js';
 
-const sb = new Sandbox();
 const UPLINK = '52:54:00:12:34:01';
 const C1 = '0a:b3:ec:40:00:02';
 const C2 = '0a:b3:ec:40:00:04';
@@ -17,76 +15,45 @@ const nics: VmNic[] = [
   { id: 'c1', mac: C1, tap: true },
   { id: 'c2', mac: C2, tap: true },
 ];
-let vm: Vm;
 const clients: Record<'c1' | 'c2', string> = { c1: '', c2: '' };
-const booting = (async () => {
-  vm = await Vm.boot(sb, { nics, profile: 'router-p2p', name: 'router-p2p' });
-  try { await vm.waitReady(180_000); } catch (e) { throw vm.withConsole(e as Error); }
+const suite = vmSuite({ nics, profile: 'router-p2p', name: 'router-p2p' }, (vm) => {
   // Each client VM is a namespace holding the host side of its TAP.
-  for (const [id, addr] of [['c1', '100.64.0.3/31'], ['c2', '100.64.0.5/31']] as const) {
-    const ns = sb.netns('cl');
-    const tap = vm.moveTap(id, ns);
-    ip(ns, 'addr', 'add', addr, 'dev', tap);
-    ip(ns, 'route', 'add', 'default', 'via', id === 'c1' ? '100.64.0.2' : '100.64.0.4');
-    clients[id] = ns;
-  }
-})();
-booting.catch(() => { /* reported by each test */ });
-test.after(() => {
-  vm?.destroy();
-  sb.cleanup();
+  clients.c1 = vm.clientNs('c1', '100.64.0.3/31', '100.64.0.2');
+  clients.c2 = vm.clientNs('c2', '100.64.0.5/31', '100.64.0.4');
 });
-const guarded = (name: string, fn: () => Promise<void>) =>
-  test(name, async () => {
-    await booting;
-    try { await fn(); } catch (e) { throw vm.withConsole(e as Error); }
-  });
+const { guarded } = suite;
 
-type Iface = StatusJson['interfaces'][number];
-const byMac = (s: StatusJson, mac: string): Iface => {
-  const i = s.interfaces.find((x) => x.mac.toLowerCase() === mac);
-  if (!i) throw new Error(`status lists no ${mac}: ${JSON.stringify(s.interfaces)}`);
-  return i;
-};
-const ping = (ns: string, to: string): boolean => {
-  try {
-    run('nsenter', [`--net=/run/netns/${ns}`, 'ping', '-c', '1', '-W', '3', '-q', to], { timeout: 10_000 });
-    return true;
-  } catch {
-    return false;
-  }
-};
 /** Every IPv4 address in the guest, "ifname a.b.c.d/n". */
 const guestAddrs = async (): Promise<string[]> =>
-  (JSON.parse(await vm.sh('ip -j -4 addr show')) as Array<{ ifname: string; addr_info: Array<{ local: string; prefixlen: number }> }>)
+  (JSON.parse(await suite.vm.sh('ip -j -4 addr show')) as Array<{ ifname: string; addr_info: Array<{ local: string; prefixlen: number }> }>)
     .flatMap((l) => l.addr_info.map((a) => `${l.ifname} ${a.local}/${a.prefixlen}`)).sort();
 
 guarded('the profile comes from the kernel command line', async () => {
-  assert.is((await vm.status()).profile, 'router-p2p');
+  assert.is((await suite.vm.status()).profile, 'router-p2p');
 });
 
 guarded('0a:b3:ec links carry the /31 their MAC encodes', async () => {
-  const s = await vm.status();
+  const s = await suite.vm.status();
   for (const [mac, addr] of [[C1, '100.64.0.2/31'], [C2, '100.64.0.4/31']] as const) {
     const i = byMac(s, mac);
     assert.equal([i.role, i.state, i.addresses], ['inter-vm', 'configured', [addr]], JSON.stringify(i));
   }
-  assert.is((await vm.sh('cat /proc/sys/net/ipv4/ip_forward')).trim(), '1');
+  assert.is((await suite.vm.sh('cat /proc/sys/net/ipv4/ip_forward')).trim(), '1');
 });
 
 guarded('the uplink gets an address by DHCP (busybox udhcpc, qemu user-mode DHCP)', async () => {
   const t = Date.now();
-  let i = byMac(await vm.status(), UPLINK);
+  let i = byMac(await suite.vm.status(), UPLINK);
   while (!i.addresses.some((a) => a.startsWith('10.0.2.')) && Date.now() - t < 60_000) {
     await sleep(1000);
-    i = byMac(await vm.status(), UPLINK);
+    i = byMac(await suite.vm.status(), UPLINK);
   }
   assert.is(i.role, 'physical');
   assert.ok(i.addresses.includes('10.0.2.15/24'), `DHCP lease on the uplink: ${JSON.stringify(i)}`);
 });
 
 guarded('masquerade on the uplink is in the nftables ruleset', async () => {
-  assert.match(await vm.sh('nft list ruleset'), /masquerade/);
+  assert.match(await suite.vm.sh('nft list ruleset'), /masquerade/);
 });
 
 guarded('each client reaches the net VM; clients do not reach each other', async () => {
@@ -98,13 +65,13 @@ guarded('each client reaches the net VM; clients do not reach each other', async
 
 guarded('kill -9: the restarted agent doubles no address and no nftables rule', async () => {
   const addrs = await guestAddrs();
-  const rules = await vm.sh('nft list ruleset');
-  const ms = await vm.killAgentAndWaitRestart();
+  const rules = await suite.vm.sh('nft list ruleset');
+  const ms = await suite.vm.killAgentAndWaitRestart();
   console.log(`router-p2p: kill -9 to ready again: ${ms} ms`);
   const after = await guestAddrs();
   assert.is(new Set(after).size, after.length, `duplicate addresses: ${after}`);
   assert.equal(after, addrs);
-  assert.is((await vm.sh('nft list ruleset')).split('\n').length, rules.split('\n').length, 'as many ruleset lines as before');
+  assert.is((await suite.vm.sh('nft list ruleset')).split('\n').length, rules.split('\n').length, 'as many ruleset lines as before');
   assert.ok(ping(clients.c1, '100.64.0.2'), 'c1 still reaches the net VM');
 });
 

@@ -5,10 +5,8 @@
 // not each other.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Sandbox, ip, run } from '../lib/sandbox.js';
-import { Vm, type VmNic, type StatusJson } from '../lib/vm.js';
+import { byMac, ping, vmSuite, type VmNic } from '../lib/vm.js';
 
-const sb = new Sandbox();
 const C1 = '02:01:00:00:01:0a'; // client 100.64.1.10
 const C2 = '02:01:00:00:01:0b'; // client 100.64.1.11
 const nics: VmNic[] = [
@@ -16,56 +14,26 @@ const nics: VmNic[] = [
   { id: 'c1', mac: C1, tap: true },
   { id: 'c2', mac: C2, tap: true },
 ];
-let vm: Vm;
 const clients: Record<'c1' | 'c2', string> = { c1: '', c2: '' };
-const booting = (async () => {
-  vm = await Vm.boot(sb, { nics, config: { profile: 'router-routed', uplinkDhcp: false }, name: 'router-routed' });
-  try { await vm.waitReady(180_000); } catch (e) { throw vm.withConsole(e as Error); }
-  for (const [id, addr] of [['c1', '100.64.1.10/32'], ['c2', '100.64.1.11/32']] as const) {
-    const ns = sb.netns('cl');
-    const tap = vm.moveTap(id, ns);
-    ip(ns, 'addr', 'add', addr, 'dev', tap);
-    ip(ns, 'route', 'add', '169.254.0.1', 'dev', tap);
-    ip(ns, 'route', 'add', 'default', 'via', '169.254.0.1');
-    clients[id] = ns;
-  }
-})();
-booting.catch(() => { /* reported by each test */ });
-test.after(() => {
-  vm?.destroy();
-  sb.cleanup();
+const suite = vmSuite({ nics, config: { profile: 'router-routed', uplinkDhcp: false }, name: 'router-routed' }, (vm) => {
+  // Each client VM is a namespace holding the host side of its TAP; the
+  // gateway 169.254.0.1 lies outside its /32, so it gets a route on the TAP.
+  clients.c1 = vm.clientNs('c1', '100.64.1.10/32', '169.254.0.1');
+  clients.c2 = vm.clientNs('c2', '100.64.1.11/32', '169.254.0.1');
 });
-const guarded = (name: string, fn: () => Promise<void>) =>
-  test(name, async () => {
-    await booting;
-    try { await fn(); } catch (e) { throw vm.withConsole(e as Error); }
-  });
-
-const byMac = (s: StatusJson, mac: string) => {
-  const i = s.interfaces.find((x) => x.mac.toLowerCase() === mac);
-  if (!i) throw new Error(`status lists no ${mac}: ${JSON.stringify(s.interfaces)}`);
-  return i;
-};
-const ping = (ns: string, to: string): boolean => {
-  try {
-    run('nsenter', [`--net=/run/netns/${ns}`, 'ping', '-c', '1', '-W', '3', '-q', to], { timeout: 10_000 });
-    return true;
-  } catch {
-    return false;
-  }
-};
+const { guarded } = suite;
 
 guarded('the config from the kernel command line is the one in force', async () => {
-  assert.equal(JSON.parse(await vm.sh('cat /etc/netagent/config.json')), { profile: 'router-routed', uplinkDhcp: false });
-  assert.is((await vm.status()).profile, 'router-routed');
+  assert.equal(JSON.parse(await suite.vm.sh('cat /etc/netagent/config.json')), { profile: 'router-routed', uplinkDhcp: false });
+  assert.is((await suite.vm.status()).profile, 'router-routed');
 });
 
 guarded('each client link: 169.254.0.1/32 and a host route to the client its MAC names', async () => {
-  const s = await vm.status();
+  const s = await suite.vm.status();
   for (const [mac, client] of [[C1, '100.64.1.10'], [C2, '100.64.1.11']] as const) {
     const i = byMac(s, mac);
     assert.equal([i.role, i.state, i.addresses], ['inter-vm', 'configured', ['169.254.0.1/32']], JSON.stringify(i));
-    const routes = JSON.parse(await vm.sh(`ip -j route show dev ${i.name}`)) as Array<{ dst: string }>;
+    const routes = JSON.parse(await suite.vm.sh(`ip -j route show dev ${i.name}`)) as Array<{ dst: string }>;
     assert.ok(routes.some((r) => r.dst === client), `route to ${client} via ${i.name}: ${JSON.stringify(routes)}`);
   }
 });
