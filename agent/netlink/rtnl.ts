@@ -17,7 +17,7 @@ import {
   attr, attrU8, attrU32, decodeAddr, decodeError, decodeLink, decodeRoute, encodeMsg, ifaddrmsg, ifinfomsg,
   parseCidr, parseIp, parseMessages, rtmsg, type Attr, type NlMsg, type Result,
 } from './codec.js';
-import { NetlinkSocket, isSysErr, type SysErr } from './socket.js';
+import { NetlinkSocket, emitEach, isSysErr, type SysErr } from './socket.js';
 import type { AddrMsg, LinkMsg, RouteMsg } from './codec.js';
 
 export type { AddrMsg, LinkMsg, RouteMsg, XdpAttached } from './codec.js';
@@ -590,17 +590,11 @@ export class RtnlEvents extends EventEmitter {
     }
   }
 
-  /** Calls each listener on its own: one that throws is reported and the others still run. */
   private safeEmit(event: string, ...args: unknown[]): void {
-    for (const l of this.rawListeners(event) as Array<(...a: unknown[]) => unknown>) {
-      try {
-        l.apply(this, args);
-      } catch (e) {
-        this.listenerErrors += 1;
-        const err = e instanceof Error ? e : new Error(String(e));
-        this.emitError(new Error(`rtnl events: '${event}' listener threw: ${err.message}`, { cause: err }));
-      }
-    }
+    emitEach(this, event, args, (err) => {
+      this.listenerErrors += 1;
+      this.emitError(new Error(`rtnl events: '${event}' listener threw: ${err.message}`, { cause: err }));
+    });
   }
 
   private emitError(err: Error): void {

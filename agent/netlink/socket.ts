@@ -12,6 +12,21 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from '../log.js';
 import * as C from './constants.js';
 
+/**
+ * Calls each listener of `event` on its own: one that throws is handed to
+ * onThrow and the others still run. (A throwing listener must never reach the
+ * addon's callback, nor keep other listeners from hearing the event.)
+ */
+export function emitEach(emitter: EventEmitter, event: string, args: unknown[], onThrow: (err: Error) => void): void {
+  for (const l of emitter.rawListeners(event) as Array<(...a: unknown[]) => unknown>) {
+    try {
+      l.apply(emitter, args);
+    } catch (e) {
+      onThrow(e instanceof Error ? e : new Error(String(e)));
+    }
+  }
+}
+
 /** A failed syscall, as the addon reports it (never thrown by the addon). */
 export interface SysErr { errno: number; code: string }
 export const isSysErr = (x: unknown): x is SysErr =>
@@ -183,17 +198,11 @@ export class NetlinkSocket extends EventEmitter {
     }
   }
 
-  /** Calls each listener on its own: one that throws is reported and the others still run. */
   private safeEmit(event: string, ...args: unknown[]): void {
-    for (const l of this.rawListeners(event) as Array<(...a: unknown[]) => unknown>) {
-      try {
-        l.apply(this, args);
-      } catch (e) {
-        this.listenerErrors += 1;
-        const err = e instanceof Error ? e : new Error(String(e));
-        this.reportError(new Error(`netlink '${event}' listener threw: ${err.message}`, { cause: err }));
-      }
-    }
+    emitEach(this, event, args, (err) => {
+      this.listenerErrors += 1;
+      this.reportError(new Error(`netlink '${event}' listener threw: ${err.message}`, { cause: err }));
+    });
   }
 
   private reportError(err: Error): void {
