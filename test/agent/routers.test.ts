@@ -5,9 +5,6 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Sandbox, ownNetns, ip, ipJson, run } from '../lib/sandbox.js';
 import { AgentProc, sleep } from '../lib/agent.js';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
 const me = await ownNetns(import.meta.url);
 const sb = new Sandbox();
@@ -139,7 +136,7 @@ test('client profile: the VM takes the address its MAC encodes, the peer is the 
   const link = sb.veth(vm, rtr, { macA: '0a:b3:ec:40:00:09' });
   ip(rtr, 'addr', 'add', '100.64.0.8/31', 'dev', link.b);
   // No bpffs at the pin directory: the client profile does not need the XDP forwarder, and says nothing about it.
-  const client = new AgentProc(sb, vm, mkdtempSync(join(tmpdir(), 'netagent-nopins-')));
+  const client = new AgentProc(sb, vm, sb.tempDir('netagent-nopins-'));
   client.writeConfig({ profile: 'client' });
   await client.start();
   const i = client.status().interfaces.find((x) => x.name === link.a)!;

@@ -2,8 +2,7 @@
 // pin directory (private bpffs), control socket and config file; waits for
 // s6-style readiness on fd 3; asks `bin/netagent status --json`.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, openSync, closeSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, inNs, type Sandbox } from './sandbox.js';
 
@@ -25,7 +24,7 @@ export class AgentProc {
   readonly config: string;
 
   constructor(readonly sb: Sandbox, readonly ns: string | null, readonly pinDir: string, opts: { dir?: string } = {}) {
-    this.dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'netagent-run-'));
+    this.dir = opts.dir ?? sb.tempDir('netagent-run-');
     this.socket = join(this.dir, 'control.sock');
     this.config = join(this.dir, 'config.json');
   }

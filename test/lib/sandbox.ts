@@ -56,6 +56,7 @@ export class Sandbox {
   readonly namespaces: string[] = [];
   readonly rootLinks: string[] = [];
   readonly mounts: string[] = [];
+  readonly dirs: string[] = [];
   readonly children = new Set<ChildProcess>();
   private cleaned = false;
 
@@ -115,6 +116,13 @@ export class Sandbox {
     return dir;
   }
 
+  /** A temporary directory, removed at cleanup. */
+  tempDir(prefix = 'netagent-'): string {
+    const dir = mkdtempSync(join(tmpdir(), prefix));
+    this.dirs.push(dir);
+    return dir;
+  }
+
   /** Spawns a child that is killed at cleanup. */
   spawn(argv: string[], opts: SpawnOptions = {}): ChildProcess {
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
@@ -134,6 +142,9 @@ export class Sandbox {
     }
     for (const ns of this.namespaces) {
       try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); } catch { /* already gone */ }
+    }
+    for (const d of this.dirs) {
+      try { rmSync(d, { recursive: true, force: true }); } catch { /* best effort */ }
     }
     for (const m of this.mounts) {
       try { execFileSync('umount', ['-l', m], { stdio: 'ignore' }); } catch { /* not mounted */ }

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig, loadConfig, ConfigError, DEFAULT_CONFIG } from '../../agent/config.js';
@@ -64,7 +64,11 @@ test('loadConfig: a missing file means the defaults; a broken one is a ConfigErr
   writeFileSync(f, '{ "profile": "bogus" }');
   assert.throws(() => loadConfig(f), (e: unknown) => e instanceof ConfigError && /profile must be one of/.test((e as Error).message));
   writeFileSync(f, '{ "profile": "router-routed" }');
-  assert.is(loadConfig(f).config.profile, 'router-routed');
+  try {
+    assert.is(loadConfig(f).config.profile, 'router-routed');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();
