@@ -13,6 +13,9 @@ import * as bpf from '../../agent/bpf/libbpf.js';
 
 await ownNetns(import.meta.url);
 
+// No IPv6 chatter (DAD, router solicitations, MLD) between the veths: the
+// programs are attached for real, and such frames would land in the counters.
+for (const k of ['all', 'default']) run('sysctl', ['-qw', `net.ipv6.conf.${k}.disable_ipv6=1`]);
 const sb = new Sandbox();
 const pinDir = sb.bpffs();
 const bpfDir = join(ROOT, 'build', 'bpf');
