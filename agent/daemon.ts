@@ -81,7 +81,7 @@ export class Daemon {
     const { config, fromFile } = loadConfig(this.opts.paths.config);
     this.config = config;
     this.applyLogLevel();
-    this.log.info({ version: VERSION, profile: config.profile, xdpMode: config.xdpMode, config: fromFile ? this.opts.paths.config : '(defaults)', paths: { ...this.opts.paths, bpfDir: this.opts.paths.bpfDir } }, 'netagent starting');
+    this.log.info({ version: VERSION, profile: config.profile, xdpMode: config.xdpMode, config: fromFile ? this.opts.paths.config : '(defaults)', paths: this.opts.paths }, 'netagent starting');
 
     this.firewall = this.makeFirewall(config.nftTable);
     this.dhcp = new DhcpSupervisor(config.dhcpCommand, this.log);

@@ -16,7 +16,7 @@ import { BpfError } from '../../agent/bpf/errors.js';
 import { silentLogger } from '../../agent/log.js';
 import { Sandbox, ROOT, ipJson, ownNetns } from '../lib/sandbox.js';
 import {
-  ethFrame, withTag, withoutTag, hex, prng, randomBytes, expectPhysical, expectRouter,
+  ethFrame, withTag, hex, prng, randomBytes, expectPhysical, expectRouter,
   ETH_P_8021Q, ETH_P_8021AD, type Expected,
 } from '../lib/frames.js';
 
