@@ -16,6 +16,7 @@ NETVM=demo-vm-$TAG LAN1=demo-lan1-$TAG LAN2=demo-lan2-$TAG RTR=demo-rtr-$TAG NET
 WORK=$(mktemp -d /tmp/netagent-demo-XXXX)
 PINS=$WORK/pins
 AGENT_PID=
+CAP_PIDS=()
 
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 in_ns() { local ns=$1; shift; nsenter --net=/run/netns/"$ns" -- "$@"; }
@@ -23,7 +24,8 @@ netagent() { in_ns "$CURRENT_NS" "$ROOT/bin/netagent" "$@"; }
 
 cleanup() {
   set +e
-  [ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
+  stop_agent
+  for p in "${CAP_PIDS[@]}"; do kill "$p" 2>/dev/null; done; CAP_PIDS=()
   for ns in $NETVM $LAN1 $LAN2 $RTR $NET2 $CL1 $CL2; do ip netns del "$ns" 2>/dev/null; done
   umount "$PINS" 2>/dev/null
   rm -rf "$WORK"
@@ -36,21 +38,36 @@ start_agent() { # ns config-json
   echo "$2" > "$WORK/config.json"
   rm -f "$WORK/ready"
   # fd 3 is the readiness pipe, as s6 gives it; the agent writes a newline once coldplug is done.
-  in_ns "$1" "$ROOT/bin/netagent" run --config "$WORK/config.json" --socket "$WORK/control.sock" \
+  # A simple command, not a shell function, in the background: $! is then the
+  # agent itself (nsenter and bin/netagent both exec), not a subshell whose
+  # death would leave the agent running.
+  nsenter --net=/run/netns/"$1" -- "$ROOT/bin/netagent" run --config "$WORK/config.json" --socket "$WORK/control.sock" \
     --pin-dir "$PINS" --notify-fd 3 3>"$WORK/ready" >"$WORK/agent-$1.log" 2>&1 &
   AGENT_PID=$!
   for _ in $(seq 200); do [ -s "$WORK/ready" ] && break; sleep 0.05; done
   [ -s "$WORK/ready" ] || { echo "agent not ready; log:"; tail "$WORK/agent-$1.log"; exit 1; }
 }
-stop_agent() { kill "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true; AGENT_PID=; }
+# SIGTERM, as s6 would; SIGKILL if it has not exited after 5 s.
+stop_agent() {
+  [ -n "$AGENT_PID" ] || return 0
+  kill "$AGENT_PID" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$AGENT_PID" 2>/dev/null || true
+  wait "$AGENT_PID" 2>/dev/null || true
+  AGENT_PID=
+}
 
 # send-frame NS DEV HEX: one raw Ethernet frame out of DEV (python3 stdlib AF_PACKET).
 send_frame() {
   in_ns "$1" /usr/bin/python3 -c 'import socket,sys; s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW); s.bind((sys.argv[1],0)); s.send(bytes.fromhex(sys.argv[2]))' "$2" "$3"
 }
-capture() { # NS DEV SECONDS: prints what arrives (tcpdump -e shows the VLAN tag)
-  in_ns "$1" timeout "$3" tcpdump -l -e -n -q -i "$2" ether proto 0x88b5 or vlan 2>/dev/null || true
+# capture NS DEV SECONDS FILE: tcpdump in the background (-e shows the VLAN tag);
+# its PID (timeout's, which passes signals on) is in CAP_PIDS, waited for by wait_captures.
+capture() {
+  nsenter --net=/run/netns/"$1" -- timeout "$3" tcpdump -l -e -n -q -i "$2" ether proto 0x88b5 or vlan >"$4" 2>/dev/null &
+  CAP_PIDS+=($!)
 }
+wait_captures() { for p in "${CAP_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done; CAP_PIDS=(); }
 
 mkdir -p "$PINS"; mount -t bpf bpf "$PINS"
 for ns in $NETVM $LAN1 $LAN2 $RTR; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
@@ -74,19 +91,20 @@ IDX1=$(ip -n "$NETVM" -j link show eth0 | python3 -c 'import json,sys; print(jso
 IDX2=$(ip -n "$NETVM" -j link show eth1 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["ifindex"])')
 
 bold "3a. a frame sent into LAN 1 arrives at the router tagged with VLAN $IDX1 (eth0's ifindex)"
-capture "$RTR" trunk 2 > "$WORK/cap1" & CAP=$!
+capture "$RTR" trunk 2 "$WORK/cap1"
 sleep 0.5
 send_frame "$LAN1" lan "ffffffffffff02aaaaaaaa0188b568656c6c6f206c616e2031"   # ethertype 0x88b5, "hello lan 1"
-wait $CAP; cat "$WORK/cap1"
+wait_captures; cat "$WORK/cap1"
 
 bold "3b. a frame the router tags with VLAN $IDX2 arrives untagged in LAN 2 only"
-capture "$LAN2" lan 2 > "$WORK/cap2" & CAP2=$!
-capture "$LAN1" lan 2 > "$WORK/cap3" & CAP3=$!
+capture "$LAN2" lan 2 "$WORK/cap2"
+capture "$LAN1" lan 2 "$WORK/cap3"
 sleep 0.5
 send_frame "$RTR" trunk "ffffffffffff02bbbbbbbb01$(printf '8100%04x' "$IDX2")88b5776f726c64"
-wait $CAP2 $CAP3
+wait_captures
 echo "LAN 2 saw:"; cat "$WORK/cap2"
-echo "LAN 1 saw: $(wc -l < "$WORK/cap3") frames"
+# tcpdump prints a blank line after some frames: count the frame lines only.
+echo "LAN 1 saw: $(grep -c 'ff:ff:ff:ff:ff:ff' "$WORK/cap3" || true) frames"
 
 bold "4. unplug eth1; status again (its allowlist entry is gone with it)"
 ip -n "$NETVM" link del eth1
@@ -99,12 +117,13 @@ ip netns add "$NET2"; ip netns add "$CL1"; ip netns add "$CL2"; ip -n "$NET2" li
 ip -n "$NET2" link add vm1 address 0a:b3:ec:40:00:02 type veth peer name eth0 netns "$CL1"
 ip -n "$NET2" link add vm2 address 0a:b3:ec:40:00:04 type veth peer name eth0 netns "$CL2"
 ip -n "$NET2" link add bad address 0a:b3:ec:01:02:03 type veth peer name bad0 netns "$CL1"
+ip -n "$CL1" link set eth0 up; ip -n "$CL2" link set eth0 up   # the client VMs' ends
 start_agent "$NET2" '{ "profile": "router-p2p", "uplinkDhcp": false }'
 netagent status --socket "$WORK/control.sock"
 echo '$ ip -br addr   (in the router namespace)'
 ip -n "$NET2" -br addr
 stop_agent
-cleanup; AGENT_PID=; set -e
+cleanup; set -e
 # The same agent in the booted network VM (skip with DEMO_VM=0).
 if [ "${DEMO_VM:-1}" != 0 ]; then node --enable-source-maps dist/test/demo-vm.js; fi
 bold "done"
