@@ -66,7 +66,7 @@ async function cmdRun(argv: string[]): Promise<number> {
   };
   const notifyFd = fdArg(flags.get('notify-fd') as string | undefined, '--notify-fd') ?? fdArg(process.env.NOTIFY_FD || undefined, 'NOTIFY_FD');
   const log = makeLogger();
-  const { Daemon } = await import('./daemon.js');
+  const { Daemon } = await import('./daemon/daemon.js');
   const daemon = new Daemon({ paths, notifyFd, log });
   let stopping = false;
   const stop = (sig: string) => {

@@ -15,18 +15,24 @@ function link(mac: string, extra: Partial<ObservedLink> = {}): ObservedLink {
   return { ifindex, name: `if${ifindex}`, mac, kind: null, loopback: false, up: false, promisc: false, mtu: 1500, ...extra };
 }
 
+function byOif(routes: RouteLite[]): Map<number, RouteLite[]> {
+  const m = new Map<number, RouteLite[]>();
+  for (const r of routes) m.set(r.oif, [...(m.get(r.oif) ?? []), r]);
+  return m;
+}
+
 function world(links: ObservedLink[], extra: Partial<{ addrs: Map<number, ObservedAddr[]>; routes: RouteLite[]; xdp: Map<number, ObservedXdp>; routerIface: number | null; egress: Set<number> }> = {}): World {
   return {
     links: new Map(links.map((l) => [l.ifindex, l])),
     addrs: extra.addrs ?? new Map(),
-    routes: extra.routes ?? [],
+    routes: byOif(extra.routes ?? []),
     xdp: extra.xdp ?? new Map(),
     routerIface: extra.routerIface ?? null,
     egress: extra.egress ?? new Set(),
   };
 }
 
-const kinds = (as: Action[] | undefined) => (as ?? []).map((a) => a.kind + ('up' in a && a.up !== undefined ? `:up=${a.up}` : '') + ('promisc' in a && a.promisc !== undefined ? ':promisc' : '') + ('mtu' in a && a.mtu !== undefined ? `:mtu=${a.mtu}` : ''));
+const kinds = (as: readonly Action[] | undefined) => (as ?? []).map((a) => a.kind + ('up' in a && a.up !== undefined ? `:up=${a.up}` : '') + ('promisc' in a && a.promisc !== undefined ? ':promisc' : '') + ('mtu' in a && a.mtu !== undefined ? `:mtu=${a.mtu}` : ''));
 
 const lo = link('00:00:00:00:00:00', { ifindex: 1, name: 'lo', loopback: true, up: true });
 
@@ -40,7 +46,8 @@ test('xdp-forwarder: physical gets `physical` and the allowlist, the router link
   assert.is(p.links.get(2)!.role, 'physical');
   assert.equal(kinds(p.actions.get(2)), ['egress-allow', 'xdp-attach', 'link:up=true']);
   assert.is(p.links.get(3)!.role, 'router-link');
-  assert.equal(kinds(p.actions.get(3)), ['xdp-attach', 'link:promisc:mtu=9000', 'link:up=true', 'router-iface']);
+  assert.equal(kinds(p.actions.get(3)), ['xdp-attach', 'link:promisc:mtu=9000', 'link:up=true']);
+  assert.equal(kinds(p.globals), ['router-iface'], 'router_iface is shared state, written once the link is done');
   const attach = p.actions.get(3)!.find((a) => a.kind === 'xdp-attach');
   assert.equal(attach && 'program' in attach && attach.program, 'router');
   assert.is(p.router, null, 'no nftables in this profile');
@@ -94,7 +101,8 @@ test('xdp-forwarder: a second router link fails; the one in router_iface keeps i
 
 test('xdp-forwarder: removal and stale state: allowlist entries of gone links and an empty router are cleaned', () => {
   const p = plan(cfg(), world([lo], { routerIface: 9, egress: new Set([7, 8]) }));
-  const all = [...p.actions.values()].flat();
+  assert.is(p.actions.size, 0, 'no live link has anything to do');
+  const all = p.globals;
   assert.equal(all.map((a) => a.kind).sort(), ['egress-deny', 'egress-deny', 'router-iface']);
   const ri = all.find((a) => a.kind === 'router-iface');
   assert.is(ri && 'ifindex' in ri && ri.ifindex, null);
@@ -219,7 +227,7 @@ test('profile switch: xdp-forwarder state is undone under router-p2p', () => {
     egress: new Set([3]),
   });
   const p = plan(cfg({ profile: 'router-p2p' }), w);
-  const all = [...p.actions.values()].flat().map((a) => a.kind).sort();
+  const all = [...p.actions.values(), p.globals].flat().map((a) => a.kind).sort();
   assert.equal(all, ['egress-deny', 'link', 'router-iface', 'xdp-detach', 'xdp-detach']);
   const promisc = [...p.actions.values()].flat().find((a) => a.kind === 'link');
   assert.equal(promisc && 'promisc' in promisc && [promisc.ifindex, promisc.promisc], [2, false], 'the ex-router link leaves promiscuous mode');
@@ -240,7 +248,7 @@ test('random worlds never throw and every action names a link', () => {
     }
     for (const profile of ['xdp-forwarder', 'router-p2p', 'router-routed', 'client']) {
       const p = plan(cfg({ profile }), world(links, { routerIface: rnd(3) ? null : 1 + rnd(6000), egress: new Set([rnd(6000)]) }));
-      for (const acts of p.actions.values()) for (const a of acts) assert.ok(a.name.length > 0);
+      for (const acts of [...p.actions.values(), p.globals]) for (const a of acts) assert.ok(a.name.length > 0);
     }
   }
 });

@@ -1,0 +1,214 @@
+// The effects: each action the planner asks for, carried out through its one
+// way in (netlink for links, addresses and routes; libbpf for XDP programs and
+// maps; nftables and the DHCP supervisor for the router profiles). Netlink
+// requests go out on one socket as soon as they are started, so a link's
+// requests are sent together and the kernel keeps their order; libbpf calls
+// are synchronous and so happen in order too.
+import type { Logger } from '../log.js';
+import type { Config, Paths } from '../config.js';
+import type { Action, Plan, XdpProgram } from '../core/plan.js';
+import { backoff } from '../core/backoff.js';
+import type { Rtnl } from '../netlink/rtnl.js';
+import { Forwarder, type XdpState } from '../bpf/forwarder.js';
+import { RouterFirewall } from '../nft.js';
+import { DhcpSupervisor } from '../dhcp.js';
+import type { Effects } from './reconciler.js';
+import { errText } from './reconciler.js';
+import type { ActionResult, Model, Snapshot } from './model.js';
+
+const FORWARDER_BACKOFF = { baseMs: 1000, maxMs: 60_000 };
+
+export class KernelEffects implements Effects {
+  private forwarder: Forwarder | null = null;
+  private forwarderFailure: { error: string; retryAt: number; attempts: number } | null = null;
+  /** Set when the forwarder (re)opened: the model must re-read router_iface, the allowlist and program names. */
+  private reopened = false;
+  firewall: RouterFirewall;
+  readonly dhcp: DhcpSupervisor;
+  private lastDhcp = '';
+
+  constructor(
+    private config: Config,
+    private readonly paths: Paths,
+    private readonly rtnl: Rtnl,
+    private readonly log: Logger,
+    /** Called when something beside the loop fails and wants a retry in ms. */
+    private readonly retry: (ms: number) => void,
+  ) {
+    this.firewall = this.makeFirewall(config.nftTable);
+    this.dhcp = new DhcpSupervisor(config.dhcpCommand, log);
+  }
+
+  /** The model this works for: it tells which of our programs an XDP id is, and what netlink knows per link. */
+  model: Model | null = null;
+
+  setConfig(next: Config): void {
+    const prev = this.config;
+    this.config = next;
+    if (prev.nftTable !== next.nftTable) {
+      void this.firewall.remove().catch((e) => this.log.warn({ err: errText(e) }, 'could not remove the old nftables table'));
+      this.firewall = this.makeFirewall(next.nftTable);
+    }
+    this.dhcp.setCommand(next.dhcpCommand);
+  }
+
+  // ------------------------------------------------------------ Effects
+
+  async snapshot(): Promise<Snapshot> {
+    const [links, addrs, routes] = await Promise.all([this.rtnl.dumpLinks(), this.rtnl.dumpAddresses(4), this.rtnl.dumpRoutes(4)]);
+    const f = this.forwarder;
+    return { links, addrs, routes, routerIface: f ? f.routerIface() : undefined, egress: f ? f.egress() : undefined };
+  }
+
+  prepare(): boolean {
+    const f = this.forwarderFailure;
+    if (!this.forwarder && f && Date.now() >= f.retryAt) this.openForwarder();
+    const reopened = this.reopened;
+    this.reopened = false;
+    if (reopened) this.model?.forgetProgramNames();
+    return reopened;
+  }
+
+  execute(a: Action): Promise<ActionResult> {
+    switch (a.kind) {
+      case 'link': {
+        const change: { up?: boolean; promisc?: boolean; mtu?: number } = {};
+        if (a.up !== undefined) change.up = a.up;
+        if (a.promisc !== undefined) change.promisc = a.promisc;
+        if (a.mtu !== undefined) change.mtu = a.mtu;
+        return this.rtnl.setLink(a.ifindex, change);
+      }
+      case 'addr-add':
+        return this.rtnl.addAddress(a.ifindex, a.cidr, { replace: true, proto: this.config.routeProtocol });
+      case 'addr-del':
+        return ignoring(['EADDRNOTAVAIL', 'ENODEV'], this.rtnl.deleteAddress(a.ifindex, a.cidr));
+      case 'route-add': {
+        const r = a.route;
+        return this.rtnl.addRoute({ dst: r.dst, oif: r.oif, ...(r.gateway ? { gateway: r.gateway } : { scope: 'link' as const }), protocol: this.config.routeProtocol }, { replace: true });
+      }
+      case 'route-del': {
+        const r = a.route;
+        return ignoring(['ESRCH', 'ENODEV'], this.rtnl.deleteRoute({ dst: r.dst, oif: r.oif, ...(r.gateway ? { gateway: r.gateway } : {}), protocol: this.config.routeProtocol }));
+      }
+      // libbpf: synchronous, done by the time the promise exists.
+      case 'xdp-attach': return settled(() => {
+        const res = this.need().attach({ ifindex: a.ifindex, name: a.name }, a.program, this.config.xdpMode, this.xdpStateOf(a.ifindex));
+        if (res.adopted) this.log.info({ link: a.name, program: a.program, id: res.id }, 'adopted the XDP program already attached');
+        return { kind: 'xdp' as const, id: res.id, mode: res.mode, program: a.program };
+      });
+      case 'xdp-detach': return settled(() => void this.need().detach({ ifindex: a.ifindex, name: a.name }));
+      case 'egress-allow': return settled(() => this.need().allowEgress(a.ifindex));
+      case 'egress-deny': return settled(() => this.need().disallowEgress(a.ifindex));
+      case 'router-iface': return settled(() => this.need().setRouterIface(a.ifindex));
+    }
+  }
+
+  routerSets(p: Plan): void {
+    // Router profiles: nftables sets and DHCP follow the links that are configured.
+    const dhcp = p.dhcp.join('\0');
+    if (dhcp !== this.lastDhcp) {
+      this.dhcp.sync(p.dhcp);
+      this.lastDhcp = dhcp;
+    }
+    this.firewall.want(p.router);
+  }
+
+  // ------------------------------------------------------------ the forwarder
+
+  openForwarder(): void {
+    try {
+      this.forwarder = Forwarder.open({ bpfDir: this.paths.bpfDir, pinDir: this.paths.pinDir, log: this.log });
+      this.forwarderFailure = null;
+      this.reopened = true;
+    } catch (e) {
+      const attempts = (this.forwarderFailure?.attempts ?? 0) + 1;
+      const delay = backoff(attempts, FORWARDER_BACKOFF);
+      this.forwarderFailure = { error: errText(e), retryAt: Date.now() + delay, attempts };
+      const details = { err: errText(e), bpfDir: this.paths.bpfDir, pinDir: this.paths.pinDir, retryInMs: delay };
+      if (this.config.profile === 'xdp-forwarder') {
+        this.log.error(details, 'cannot load the XDP forwarder; links that need it stay failed until it loads');
+      } else if (attempts === 1) {
+        // Other profiles only need it to remove programs an earlier profile left: say so once, quietly.
+        this.log.info(details, `XDP forwarder not loaded (profile ${this.config.profile} does not need it)`);
+      }
+      this.retry(delay);
+    }
+  }
+
+  /** Which of our programs an id is; undefined while the forwarder cannot tell. */
+  identify(id: number): XdpProgram | null | undefined {
+    if (!this.forwarder) return undefined;
+    try {
+      return this.forwarder.identify(id)?.program ?? null;
+    } catch (e) {
+      this.log.debug({ err: errText(e), id }, 'could not identify XDP program');
+      return undefined;
+    }
+  }
+
+  /** Why the forwarder is not loaded (only a problem in the profile that needs it). */
+  forwarderProblem(): string | null {
+    return this.config.profile === 'xdp-forwarder' && this.forwarderFailure ? `XDP forwarder: ${this.forwarderFailure.error}` : null;
+  }
+
+  counters(): Record<string, string> {
+    try {
+      if (this.forwarder) return Object.fromEntries(Object.entries(this.forwarder.counters()).map(([k, v]) => [k, v.toString()]));
+    } catch { /* counters are a nicety */ }
+    return {};
+  }
+
+  /** On exit with detachOnExit: our programs off every link. */
+  detachAll(links: Iterable<{ ifindex: number; name: string }>): void {
+    if (!this.forwarder) return;
+    for (const link of links) {
+      try {
+        this.forwarder.detach(link);
+        this.log.info({ link: link.name }, 'XDP program detached (detachOnExit)');
+      } catch (e) {
+        this.log.warn({ link: link.name, err: errText(e) }, 'could not detach on exit');
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.firewall.settled();
+    this.dhcp.stopAll();
+    this.forwarder?.close();
+  }
+
+  private need(): Forwarder {
+    if (this.forwarder) return this.forwarder;
+    throw new Error(`the XDP forwarder is not loaded: ${this.forwarderFailure?.error ?? 'not opened yet'}`);
+  }
+
+  /** Per-mode program ids, as netlink last told us (saves the forwarder a netlink dump per attach). */
+  private xdpStateOf(ifindex: number): XdpState | undefined {
+    const x = this.model?.link(ifindex)?.xdp;
+    return x ? { skbProgId: x.skbProgId, drvProgId: x.drvProgId, hwProgId: x.hwProgId } : undefined;
+  }
+
+  private makeFirewall(table: string): RouterFirewall {
+    return new RouterFirewall(table, this.log, (e) => {
+      this.log.error({ err: errText(e) }, 'router firewall: retrying in 5 s; meanwhile client links forward nothing');
+      this.retry(5000);
+    });
+  }
+}
+
+/** Runs a synchronous effect; its outcome as a promise. */
+function settled<T>(f: () => T): Promise<T> {
+  try {
+    return Promise.resolve(f());
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+async function ignoring(codes: string[], p: Promise<void>): Promise<void> {
+  try {
+    await p;
+  } catch (e) {
+    if (!codes.includes((e as { code?: string }).code ?? '')) throw e;
+  }
+}

@@ -1,0 +1,268 @@
+// The kernel as netagent knows it: links, their IPv4 addresses, the routes
+// of ours, the XDP programs attached, router_iface and the egress allowlist.
+// Fed by dumps, by events and by the ACKs of our own requests; this is the
+// only place it is written. Every write marks the links it touched, so the
+// planner replans only those (see core/plan.ts).
+import type { LinkMsg, AddrMsg, RouteMsg } from '../netlink/rtnl.js';
+import type { Action, ObservedAddr, ObservedLink, ObservedXdp, RouteLite, World, XdpProgram } from '../core/plan.js';
+import { sameRoute } from '../core/plan.js';
+
+/** What a full dump brings: the whole model at once. */
+export interface Snapshot {
+  links: LinkMsg[];
+  addrs: AddrMsg[];
+  routes: RouteMsg[];
+  /** null when the forwarder is not loaded (then the model keeps what it had). */
+  routerIface: number | null | undefined;
+  egress: number[] | undefined;
+}
+
+/** What an action's ACK tells beyond "done" (the XDP attach: which program, in which mode). */
+export type ActionResult = { kind: 'xdp'; id: number; mode: 'skb' | 'native'; program: XdpProgram } | void;
+
+export type LinkChange = 'appeared' | 'changed' | 'removed' | null;
+
+export class Model {
+  private readonly links = new Map<number, LinkMsg>();
+  private readonly observed = new Map<number, ObservedLink>();
+  private readonly addrs = new Map<number, ObservedAddr[]>();
+  private readonly routes = new Map<number, RouteLite[]>();
+  private readonly xdp = new Map<number, ObservedXdp>();
+  private routerIface: number | null = null;
+  private egress = new Set<number>();
+  /** Names of program ids (ours or not); ids are not reused while a program lives. */
+  private readonly programs = new Map<number, XdpProgram | null>();
+  private dirty = new Set<number>();
+
+  /**
+   * @param routeProtocol the protocol number that marks routes as ours
+   * @param identify which of our programs an id is; undefined when it cannot be told yet
+   */
+  constructor(private routeProtocol: number, private readonly identify: (id: number) => XdpProgram | null | undefined) {}
+
+  /** A config reload changed the number marking our routes; the re-dump that follows re-reads them. */
+  setRouteProtocol(n: number): void {
+    this.routeProtocol = n;
+  }
+
+  // ------------------------------------------------------------ reading
+
+  world(): World {
+    return { links: this.observed, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress };
+  }
+
+  link(ifindex: number): LinkMsg | undefined {
+    return this.links.get(ifindex);
+  }
+
+  allLinks(): IterableIterator<LinkMsg> {
+    return this.links.values();
+  }
+
+  get size(): number {
+    return this.links.size;
+  }
+
+  addresses(ifindex: number): readonly ObservedAddr[] {
+    return this.addrs.get(ifindex) ?? [];
+  }
+
+  xdpOf(ifindex: number): ObservedXdp | undefined {
+    return this.xdp.get(ifindex);
+  }
+
+  xdpEntries(): IterableIterator<[number, ObservedXdp]> {
+    return this.xdp.entries();
+  }
+
+  get router(): number | null {
+    return this.routerIface;
+  }
+
+  /** The links written since the last call (and forgets them). */
+  takeDirty(): Set<number> {
+    const d = this.dirty;
+    this.dirty = new Set();
+    return d;
+  }
+
+  get hasDirty(): boolean {
+    return this.dirty.size > 0;
+  }
+
+  // ------------------------------------------------------------ events and dumps
+
+  onLink(type: 'new' | 'del', l: LinkMsg): LinkChange {
+    // AF_BRIDGE messages describe a link's bridge-port side (and its DELLINK
+    // only means "left the bridge"): not the link itself.
+    if (l.family !== 0) return null;
+    if (type === 'del') return this.removeLink(l.ifindex) ? 'removed' : null;
+    const before = this.links.get(l.ifindex);
+    this.setLink(l);
+    return before ? 'changed' : 'appeared';
+  }
+
+  onAddr(type: 'new' | 'del', a: AddrMsg): void {
+    if (a.family !== 4) return;
+    const cidr = `${a.local ?? a.address}/${a.prefixlen}`;
+    const list = (this.addrs.get(a.ifindex) ?? []).filter((x) => x.cidr !== cidr);
+    if (type === 'new') list.push({ cidr, proto: a.proto ?? 0 });
+    this.addrs.set(a.ifindex, list);
+    this.dirty.add(a.ifindex);
+  }
+
+  onRoute(type: 'new' | 'del', r: RouteMsg): void {
+    if (r.family !== 4 || r.protocol !== this.routeProtocol || r.oif === null || r.table !== 254) return;
+    const lite: RouteLite = { dst: `${r.dst}/${r.dstLen}`, oif: r.oif, gateway: r.gateway };
+    if (type === 'new') this.addRoute(lite);
+    else this.deleteRoute(lite);
+  }
+
+  /** Replaces everything with a dump; every link, old and new, is marked. */
+  replace(s: Snapshot): void {
+    for (const i of this.links.keys()) this.dirty.add(i);
+    this.links.clear();
+    this.observed.clear();
+    this.xdp.clear();
+    this.addrs.clear();
+    this.routes.clear();
+    for (const l of s.links) if (l.family === 0) this.setLink(l);
+    for (const a of s.addrs) this.onAddr('new', a);
+    for (const r of s.routes) this.onRoute('new', r);
+    if (s.routerIface !== undefined) this.routerIface = s.routerIface;
+    if (s.egress !== undefined) {
+      for (const e of this.egress) this.dirty.add(e);
+      this.egress = new Set(s.egress);
+      for (const e of this.egress) this.dirty.add(e);
+    }
+  }
+
+  /** The forwarder (re)opened: program names can be told now; re-read them. */
+  forgetProgramNames(): void {
+    this.programs.clear();
+    for (const l of this.links.values()) this.setXdpFromLink(l);
+  }
+
+  // ------------------------------------------------------------ our own ACKs
+
+  /** Records what an acknowledged action changed, as the kernel will report it. */
+  applied(a: Action, result: ActionResult): void {
+    switch (a.kind) {
+      case 'link': {
+        const l = this.links.get(a.ifindex);
+        if (!l) return;
+        const next = { ...l };
+        if (a.up !== undefined) next.up = a.up;
+        if (a.promisc !== undefined) next.promisc = a.promisc;
+        if (a.mtu !== undefined) next.mtu = a.mtu;
+        this.setLink(next);
+        return;
+      }
+      case 'addr-add':
+        this.addrs.set(a.ifindex, [...this.addresses(a.ifindex).filter((x) => x.cidr !== a.cidr), { cidr: a.cidr, proto: this.routeProtocol }]);
+        this.dirty.add(a.ifindex);
+        return;
+      case 'addr-del':
+        this.addrs.set(a.ifindex, this.addresses(a.ifindex).filter((x) => x.cidr !== a.cidr));
+        this.dirty.add(a.ifindex);
+        return;
+      case 'route-add':
+        this.addRoute(a.route);
+        return;
+      case 'route-del':
+        this.deleteRoute(a.route);
+        return;
+      case 'xdp-attach':
+        if (result && result.kind === 'xdp') {
+          this.programs.set(result.id, result.program);
+          this.xdp.set(a.ifindex, { id: result.id, mode: result.mode, program: result.program });
+        }
+        this.dirty.add(a.ifindex);
+        return;
+      case 'xdp-detach':
+        this.xdp.delete(a.ifindex);
+        this.dirty.add(a.ifindex);
+        return;
+      case 'egress-allow':
+        this.egress.add(a.ifindex);
+        this.dirty.add(a.ifindex);
+        return;
+      case 'egress-deny':
+        this.egress.delete(a.ifindex);
+        this.dirty.add(a.ifindex);
+        return;
+      case 'router-iface': {
+        const before = this.routerIface;
+        this.routerIface = a.ifindex;
+        if (before !== null) this.dirty.add(before);
+        if (a.ifindex !== null) this.dirty.add(a.ifindex);
+        return;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ internals
+
+  private setLink(l: LinkMsg): void {
+    this.links.set(l.ifindex, l);
+    const o = this.observed.get(l.ifindex);
+    const loopback = (l.flags & 0x8) !== 0; // IFF_LOOPBACK
+    if (!o || o.name !== l.name || o.mac !== l.mac || o.kind !== l.kind || o.loopback !== loopback || o.up !== l.up || o.promisc !== l.promisc || o.mtu !== l.mtu) {
+      this.observed.set(l.ifindex, { ifindex: l.ifindex, name: l.name, mac: l.mac, kind: l.kind, loopback, up: l.up, promisc: l.promisc, mtu: l.mtu });
+      this.dirty.add(l.ifindex);
+    }
+    this.setXdpFromLink(l);
+  }
+
+  private removeLink(ifindex: number): boolean {
+    const had = this.links.delete(ifindex);
+    this.observed.delete(ifindex);
+    this.addrs.delete(ifindex);
+    this.xdp.delete(ifindex);
+    // The kernel drops routes through a link with it.
+    this.routes.delete(ifindex);
+    this.dirty.add(ifindex);
+    return had;
+  }
+
+  private setXdpFromLink(l: LinkMsg): void {
+    const id = l.xdp.progId;
+    const before = this.xdp.get(l.ifindex);
+    if (!id || l.xdp.attached === 'none') {
+      if (before) {
+        this.xdp.delete(l.ifindex);
+        this.dirty.add(l.ifindex);
+      }
+      return;
+    }
+    const mode = l.xdp.attached === 'native' ? 'native' : l.xdp.attached === 'hw' ? 'hw' : 'skb';
+    const program = this.programOf(id);
+    if (before && before.id === id && before.mode === mode && before.program === program) return;
+    this.xdp.set(l.ifindex, { id, mode, program });
+    this.dirty.add(l.ifindex);
+  }
+
+  private programOf(id: number): XdpProgram | null {
+    if (this.programs.has(id)) return this.programs.get(id)!;
+    const p = this.identify(id);
+    if (p === undefined) return null; // cannot tell yet; do not remember
+    this.programs.set(id, p);
+    return p;
+  }
+
+  private addRoute(r: RouteLite): void {
+    const list = (this.routes.get(r.oif) ?? []).filter((x) => !sameRoute(x, r));
+    list.push(r);
+    this.routes.set(r.oif, list);
+    this.dirty.add(r.oif);
+  }
+
+  private deleteRoute(r: RouteLite): void {
+    const list = this.routes.get(r.oif);
+    if (!list) return;
+    const next = list.filter((x) => !sameRoute(x, r));
+    if (next.length) this.routes.set(r.oif, next);
+    else this.routes.delete(r.oif);
+    this.dirty.add(r.oif);
+  }
+}

@@ -1,0 +1,233 @@
+// The incremental planner must always agree with planning from scratch: random
+// event sequences (links coming, changing MAC, name, MTU and flags, going;
+// addresses and routes of ours and of others; XDP programs; router_iface and
+// allowlist entries written behind our back; the kernel carrying out what was
+// asked) in every profile, and after every event the Planner's result equals
+// plan() over the same world.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { parseConfig, type Config } from '../../agent/config.js';
+import { Planner, plan, type Action, type ObservedAddr, type ObservedLink, type ObservedXdp, type Plan, type RouteLite, type World } from '../../agent/core/plan.js';
+
+function cfg(extra: Record<string, unknown>): Config {
+  const r = parseConfig(extra);
+  if (!r.config) throw new Error(r.problems.join('; '));
+  return r.config;
+}
+
+class Rng {
+  constructor(private seed: number) {}
+  int(n: number): number {
+    this.seed = (Math.imul(this.seed, 1103515245) + 12345) >>> 0;
+    return (this.seed >>> 8) % n;
+  }
+  pick<T>(xs: readonly T[]): T {
+    return xs[this.int(xs.length)]!;
+  }
+}
+
+/** A mutable world; every change replaces objects (the planner may hold the old ones). */
+class FakeKernel {
+  links = new Map<number, ObservedLink>();
+  addrs = new Map<number, ObservedAddr[]>();
+  routes = new Map<number, RouteLite[]>();
+  xdp = new Map<number, ObservedXdp>();
+  routerIface: number | null = null;
+  egress = new Set<number>();
+
+  world(): World {
+    return { links: this.links, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress };
+  }
+
+  removeLink(i: number): void {
+    this.links.delete(i);
+    this.addrs.delete(i);
+    this.routes.delete(i);
+    this.xdp.delete(i);
+  }
+
+  /** What the kernel would do with an action (the effects, without a kernel). */
+  apply(a: Action, protocol: number): void {
+    const i = a.ifindex;
+    switch (a.kind) {
+      case 'link': {
+        const l = this.links.get(i!);
+        if (l) this.links.set(i!, { ...l, ...(a.up !== undefined ? { up: a.up } : {}), ...(a.promisc !== undefined ? { promisc: a.promisc } : {}), ...(a.mtu !== undefined ? { mtu: a.mtu } : {}) });
+        return;
+      }
+      case 'addr-add': this.addrs.set(i!, [...(this.addrs.get(i!) ?? []).filter((x) => x.cidr !== a.cidr), { cidr: a.cidr, proto: protocol }]); return;
+      case 'addr-del': this.addrs.set(i!, (this.addrs.get(i!) ?? []).filter((x) => x.cidr !== a.cidr)); return;
+      case 'route-add': this.routes.set(i!, [...(this.routes.get(i!) ?? []), a.route]); return;
+      case 'route-del': this.routes.set(i!, (this.routes.get(i!) ?? []).filter((r) => r !== a.route && !(r.dst === a.route.dst && r.gateway === a.route.gateway))); return;
+      case 'xdp-attach': this.xdp.set(i!, { id: 100 + (a.program === 'router' ? 1 : 0), mode: 'skb', program: a.program }); return;
+      case 'xdp-detach': this.xdp.delete(i!); return;
+      case 'egress-allow': this.egress = new Set([...this.egress, i!]); return;
+      case 'egress-deny': this.egress = new Set([...this.egress].filter((x) => x !== i)); return;
+      case 'router-iface': this.routerIface = a.ifindex; return;
+    }
+  }
+}
+
+/** A plan as plain, ordered data (to compare two plans). */
+function snapshot(p: Plan): unknown {
+  return {
+    links: [...p.links.values()].sort((a, b) => a.ifindex - b.ifindex),
+    actions: [...p.actions.entries()].sort((a, b) => a[0] - b[0]),
+    globals: p.globals,
+    router: p.router,
+    dhcp: p.dhcp,
+  };
+}
+
+const hex = (n: number) => n.toString(16).padStart(2, '0');
+
+function randomMac(r: Rng): string {
+  switch (r.int(7)) {
+    case 0: return `02:01:00:00:${hex(r.int(3))}:${hex(r.int(6))}`; // router link / routed client (collisions likely)
+    case 1: return `0a:b3:ec:40:00:${hex(r.int(8))}`; // inter-vm, inside 100.64/10, overlapping /31s
+    case 2: return `0a:b3:ec:${hex(r.int(256))}:00:02`; // sometimes outside the shared space
+    case 3: return `02:00:00:00:00:${hex(r.int(3))}`; // client link, maybe configured
+    case 4: return '00:00:00:00:00:00';
+    case 5: return '';
+    default: return `52:54:00:00:${hex(r.int(4))}:${hex(r.int(256))}`; // physical
+  }
+}
+
+function randomLink(r: Rng, ifindex: number): ObservedLink {
+  return {
+    ifindex,
+    name: r.int(10) === 0 ? 'dup0' : `l${ifindex}`,
+    mac: randomMac(r),
+    kind: r.int(8) === 0 ? 'bridge' : null,
+    loopback: false,
+    up: r.int(2) === 0,
+    promisc: r.int(4) === 0,
+    mtu: r.pick([1500, 1500, 9000, 1400, 4000]),
+  };
+}
+
+const PROFILES = [
+  { profile: 'xdp-forwarder' },
+  { profile: 'xdp-forwarder', xdpMode: 'auto' },
+  { profile: 'router-p2p', uplinkDhcp: true },
+  { profile: 'router-routed' },
+  { profile: 'client', clientAddresses: { '02:00:00:00:00:01': '100.64.1.1/31', '02:00:00:00:00:02': '100.64.1.2/32' } },
+];
+
+for (const [n, extra] of PROFILES.entries()) {
+  test(`incremental planning equals planning from scratch: ${JSON.stringify(extra)}`, () => {
+    const config = cfg(extra);
+    for (let run = 0; run < 12; run++) {
+      const r = new Rng(1000 * n + run + 1);
+      const k = new FakeKernel();
+      const planner = new Planner(config);
+      let p = planner.update(k.world(), null);
+      for (let step = 0; step < 250; step++) {
+        const changed = new Set<number>();
+        const ifindexes = [...k.links.keys()];
+        const some = () => (ifindexes.length ? r.pick(ifindexes) : null);
+        let what = '';
+        switch (r.int(12)) {
+          case 0: case 1: { // a link appears (low ifindexes collide with removed ones, some above 4095)
+            const i = r.int(10) === 0 ? 4090 + r.int(10) : 1 + r.int(40);
+            if (k.links.has(i)) break;
+            k.links.set(i, randomLink(r, i));
+            changed.add(i);
+            what = `add ${i}`;
+            break;
+          }
+          case 2: { const i = some(); if (i === null) break; k.removeLink(i); changed.add(i); what = `del ${i}`; break; }
+          case 3: { // MAC, name, MTU or flags change
+            const i = some(); if (i === null) break;
+            const l = k.links.get(i)!;
+            const fresh = randomLink(r, i);
+            const field = r.pick(['mac', 'name', 'mtu', 'up', 'promisc'] as const);
+            k.links.set(i, { ...l, [field]: fresh[field] });
+            changed.add(i);
+            what = `change ${i} ${field}`;
+            break;
+          }
+          case 4: { // an address of ours or someone else's, sometimes the wanted one
+            const i = some(); if (i === null) break;
+            const cidr = r.pick(['100.64.0.2/31', '169.254.0.1/32', '192.0.2.1/24', '100.64.1.1/31']);
+            const list = (k.addrs.get(i) ?? []).filter((a) => a.cidr !== cidr);
+            if (r.int(2)) list.push({ cidr, proto: r.pick([config.routeProtocol, 0]) });
+            k.addrs.set(i, list);
+            changed.add(i);
+            what = `addr ${i} ${cidr}`;
+            break;
+          }
+          case 5: { // a route of ours appears or goes (the kernel flushed it)
+            const i = some(); if (i === null) break;
+            const route = { dst: r.pick(['100.64.0.1/32', '0.0.0.0/0', '10.0.0.0/8']), oif: i, gateway: r.int(2) ? null : '100.64.1.0' };
+            const list = k.routes.get(i) ?? [];
+            k.routes.set(i, r.int(2) ? [...list, route] : []);
+            changed.add(i);
+            what = `route ${i}`;
+            break;
+          }
+          case 6: { // an XDP program: ours, someone else's, or none
+            const i = some(); if (i === null) break;
+            const x = r.int(4);
+            if (x === 0) k.xdp.delete(i);
+            else k.xdp.set(i, { id: r.int(50), mode: r.pick(['skb', 'native'] as const), program: x === 1 ? null : r.pick(['physical', 'router'] as const) });
+            changed.add(i);
+            what = `xdp ${i}`;
+            break;
+          }
+          case 7: { // router_iface written behind our back (or emptied)
+            k.routerIface = r.int(3) === 0 ? null : some() ?? 77;
+            what = `router_iface ${k.routerIface}`;
+            break;
+          }
+          case 8: { // an allowlist entry appears or goes behind our back (also for links that do not exist)
+            const i = r.int(3) === 0 ? 900 + r.int(3) : some(); if (i === null) break;
+            const next = new Set(k.egress);
+            if (next.has(i)) next.delete(i);
+            else next.add(i);
+            k.egress = next;
+            changed.add(i);
+            what = `egress ${i}`;
+            break;
+          }
+          default: { // the kernel carries out everything asked (as the reconciler would)
+            for (const [i, acts] of p.actions) {
+              for (const a of acts) k.apply(a, config.routeProtocol);
+              changed.add(i);
+            }
+            for (const a of p.globals) {
+              k.apply(a, config.routeProtocol);
+              if (a.ifindex !== null) changed.add(a.ifindex);
+            }
+            what = 'apply';
+          }
+        }
+        p = planner.update(k.world(), changed);
+        const fresh = plan(config, k.world());
+        assert.equal(snapshot(p), snapshot(fresh), `run ${run} step ${step} (${what}): incremental and fresh plans differ`);
+      }
+    }
+  });
+}
+
+test('a converged world needs nothing, and an event replans only the links it concerns', () => {
+  const config = cfg({ profile: 'router-routed' });
+  const k = new FakeKernel();
+  for (let i = 2; i < 1402; i++) k.links.set(i, { ifindex: i, name: `c${i}`, mac: `02:01:00:00:${hex(i >> 8)}:${hex(i & 255)}`, kind: null, loopback: false, up: false, promisc: false, mtu: 1500 });
+  const planner = new Planner(config);
+  let p = planner.update(k.world(), null);
+  for (let round = 0; round < 3 && (p.actions.size || p.globals.length); round++) {
+    const changed = new Set<number>();
+    for (const [i, acts] of p.actions) { for (const a of acts) k.apply(a, config.routeProtocol); changed.add(i); }
+    p = planner.update(k.world(), changed);
+  }
+  assert.is(p.actions.size, 0, 'converged');
+  // One more client: one link replanned, three actions.
+  k.links.set(5000, { ifindex: 5000, name: 'new', mac: '02:01:00:00:20:01', kind: null, loopback: false, up: false, promisc: false, mtu: 1500 });
+  p = planner.update(k.world(), [5000]);
+  assert.equal([...p.replanned], [5000]);
+  assert.equal(p.actions.get(5000)!.map((a) => a.kind), ['addr-add', 'link', 'route-add']);
+  assert.is(p.router!.clients.length, 1401);
+});
+
+test.run();
