@@ -76,9 +76,9 @@ export function loadAddon(): Addon {
   return addon;
 }
 
-export function errnoName(errno: number): string {
-  return loadAddon().errnoName(errno);
-}
+// The addon's errnoName (strerrorname_np) names the codes it reports itself;
+// in TypeScript there is one table, core/errno.ts, with the same names.
+export { errnoName } from '../core/errno.js';
 
 export interface SocketStats { received: number; dropped: number; truncated: number; overflows: number; listenerErrors: number }
 
