@@ -50,6 +50,7 @@ interface NativeSocket {
 }
 interface Addon {
   NetlinkSocket: new (protocol: number, cb: RecvCallback) => NativeSocket;
+  /** strerrorname_np: how the addon names the codes it reports. TypeScript names errnos with core/errno.ts (test/unit/errno checks they agree). */
   errnoName(errno: number): string;
 }
 
@@ -75,10 +76,6 @@ export function loadAddon(): Addon {
   addon = createRequire(import.meta.url)(path) as Addon;
   return addon;
 }
-
-// The addon's errnoName (strerrorname_np) names the codes it reports itself;
-// in TypeScript there is one table, core/errno.ts, with the same names.
-export { errnoName } from '../core/errno.js';
 
 export interface SocketStats { received: number; dropped: number; truncated: number; overflows: number; listenerErrors: number }
 

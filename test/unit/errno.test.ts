@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { errnoName, errnoNumber, errnoText } from '../../agent/core/errno.js';
 import { errnoName as bpfErrnoName } from '../../agent/bpf/errors.js';
 import { NetlinkError } from '../../agent/netlink/rtnl.js';
+import { loadAddon } from '../../agent/netlink/socket.js';
 
 test('names are glibc\'s, for plain, negative, aliased and kernel-internal numbers', () => {
   assert.is(errnoName(22), 'EINVAL');
@@ -31,6 +32,18 @@ test('BpfError and NetlinkError name an errno the same way', () => {
     assert.is(bpfErrnoName(n), errnoName(n));
     assert.is(new NetlinkError('test', n).code, errnoName(n), String(n));
   }
+});
+
+test('the netlink addon (glibc strerrorname_np) names every errno it knows as we do', () => {
+  const addon = loadAddon();
+  let compared = 0;
+  for (let n = 1; n <= 200; n++) {
+    const theirs = addon.errnoName(n);
+    if (theirs === 'EUNKNOWN') continue; // glibc has no name: we say E<n>
+    assert.is(errnoName(n), theirs, String(n));
+    compared++;
+  }
+  assert.ok(compared > 120, `compared ${compared}`);
 });
 
 test.run();
