@@ -5,11 +5,12 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { formatCidr4, readCidr4 } from './core/ipv4.js';
+import { normalizeMac, normalizeMacPrefix } from './core/mac.js';
+import { PROFILES, XDP_MODES, type ProfileName, type XdpModeSetting } from './core/vocab.js';
 
-export const PROFILES = ['xdp-forwarder', 'router-p2p', 'router-routed', 'client'] as const;
-export type ProfileName = (typeof PROFILES)[number];
-export const XDP_MODES = ['skb', 'native', 'auto'] as const;
-export type XdpModeSetting = (typeof XDP_MODES)[number];
+// Defined in core/vocab.ts; re-exported for the callers that know them from here.
+export { PROFILES, XDP_MODES, type ProfileName, type XdpModeSetting } from './core/vocab.js';
 
 export interface MacPrefixes {
   /** `02:01:*`: the router link (xdp-forwarder), a client link (router-routed). */
@@ -105,15 +106,7 @@ export class ConfigError extends Error {
   }
 }
 
-const MAC_PREFIX_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){0,5}$/i;
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
-const CIDR4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
-
-function isCidr4(s: string): boolean {
-  const m = CIDR4_RE.exec(s);
-  return !!m && m.slice(1, 5).every((o) => Number(o) <= 255) && Number(m[5]) <= 32;
-}
 
 type Check = (v: unknown, key: string) => string | null;
 const str = (allowed?: readonly string[]): Check => (v, key) =>
@@ -165,8 +158,11 @@ export function parseConfig(raw: unknown): { config: Config; problems: [] } | { 
       }
       for (const [k, v] of Object.entries(value)) {
         if (!Object.hasOwn(cfg.macPrefixes, k)) problems.push(`unknown key macPrefixes.${k} (known: ${Object.keys(cfg.macPrefixes).join(', ')})`);
-        else if (typeof v !== 'string' || !MAC_PREFIX_RE.test(v)) problems.push(`macPrefixes.${k} must be a MAC prefix like "02:01" (got ${JSON.stringify(v)})`);
-        else cfg.macPrefixes[k as keyof MacPrefixes] = v.toLowerCase();
+        else {
+          const prefix = typeof v === 'string' ? normalizeMacPrefix(v) : null;
+          if (prefix === null) problems.push(`macPrefixes.${k} must be a MAC prefix like "02:01" (got ${JSON.stringify(v)})`);
+          else cfg.macPrefixes[k as keyof MacPrefixes] = prefix;
+        }
       }
     } else if (key === 'clientAddresses') {
       if (typeof value !== 'object' || value === null || Array.isArray(value)) {
@@ -174,10 +170,14 @@ export function parseConfig(raw: unknown): { config: Config; problems: [] } | { 
         continue;
       }
       cfg.clientAddresses = {};
-      for (const [mac, cidr] of Object.entries(value)) {
-        if (!MAC_RE.test(mac)) problems.push(`clientAddresses: key ${JSON.stringify(mac)} is not a MAC address`);
-        else if (typeof cidr !== 'string' || !isCidr4(cidr)) problems.push(`clientAddresses.${mac} must be an IPv4 CIDR like "100.64.0.3/31"`);
-        else cfg.clientAddresses[mac.toLowerCase()] = cidr;
+      for (const [key, cidr] of Object.entries(value)) {
+        const mac = normalizeMac(key);
+        // The same parser the rules and the netlink codec use: what passes here, the kernel is asked for.
+        const c = typeof cidr === 'string' ? readCidr4(cidr, { prefix: 'required' }) : null;
+        if (mac === null) problems.push(`clientAddresses: key ${JSON.stringify(key)} is not a MAC address like "02:00:00:00:00:07"`);
+        else if (!c?.ok) problems.push(`clientAddresses.${key} must be an IPv4 CIDR like "100.64.0.3/31" (got ${JSON.stringify(cidr)}${c ? `: ${c.error}` : ''})`);
+        else if (Object.hasOwn(cfg.clientAddresses, mac)) problems.push(`clientAddresses.${key}: ${mac} is given twice`);
+        else cfg.clientAddresses[mac] = formatCidr4(c.value); // the same text: the strict form has one spelling
       }
     } else if (Object.hasOwn(CHECKS, key)) {
       const problem = CHECKS[key as keyof typeof CHECKS](value, key);

@@ -2,7 +2,11 @@
 // (busybox udhcpc by default, configurable), supervised: restarted with
 // backoff if it dies, stopped when the uplink goes or the profile changes.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { backoff } from './core/backoff.js';
 import type { Logger } from './log.js';
+
+/** Restart delays of a DHCP client that died: 1 s, 2 s, 4 s, ... up to a minute. */
+const RESTART_BACKOFF = { baseMs: 1000, maxMs: 60_000 };
 
 interface Client {
   child: ChildProcess | null;
@@ -64,7 +68,7 @@ export class DhcpSupervisor {
       if (this.stopping || !this.clients.has(name)) return;
       c.failures += 1;
       c.lastError ??= `DHCP client exited (${signal ?? `code ${code}`})`;
-      const delay = Math.min(60_000, 1000 * 2 ** Math.min(c.failures - 1, 6));
+      const delay = backoff(c.failures, RESTART_BACKOFF);
       this.log.warn({ link: name, code, signal, retryInMs: delay, error: c.lastError }, 'DHCP client ended; restarting later');
       c.timer = setTimeout(() => {
         c.timer = null;

@@ -5,7 +5,7 @@ import { createServer, createConnection, type Server } from 'node:net';
 import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from './log.js';
-import type { Role, LinkState, XdpProgram } from './core/plan.js';
+import type { LinkState, Role, XdpMode, XdpProgram } from './core/vocab.js';
 
 export interface InterfaceStatus {
   name: string;
@@ -14,7 +14,7 @@ export interface InterfaceStatus {
   role: Role;
   state: LinkState;
   addresses: string[];
-  xdp: { program: XdpProgram; mode: 'skb' | 'native'; id: number } | null;
+  xdp: { program: XdpProgram; mode: XdpMode; id: number } | null;
   error: string | null;
   /** Why a link is ignored, or what it is for (uplink, client address): for people. */
   note: string | null;

@@ -20,10 +20,10 @@ import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { BpfError } from './errors.js';
 import * as bpf from './libbpf.js';
+import { XDP_PROGRAMS, type XdpMode, type XdpModeSetting, type XdpProgram } from '../core/vocab.js';
 
-export type XdpProgram = 'physical' | 'router';
-export type XdpModeSetting = 'skb' | 'native' | 'auto';
-export type XdpMode = 'skb' | 'native';
+// Defined in core/vocab.ts; re-exported for the callers that know them from here.
+export { XDP_PROGRAMS, type XdpMode, type XdpModeSetting, type XdpProgram } from '../core/vocab.js';
 export interface LinkRef { ifindex: number; name: string }
 /** Program ids attached to a link per mode (0: none), as IFLA_XDP or bpf_xdp_query report them. */
 export interface XdpState { skbProgId: number; drvProgId: number; hwProgId: number }
@@ -35,8 +35,6 @@ export interface TestRunResult {
   data: Buffer;
   durationNs: number;
 }
-
-export const XDP_PROGRAMS: readonly XdpProgram[] = ['physical', 'router'];
 
 /** Pinned map names (bpf/common.h). router_iface is fixed by the SPEC. */
 export const MAP_NAMES = { routerIface: 'router_iface', egress: 'router_egress', stats: 'xdp_stats' } as const;

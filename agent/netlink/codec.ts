@@ -4,9 +4,12 @@
 // checked against the bytes actually there, and a malformed message gives a
 // { ok: false, error } value naming what was wrong and where. A kernel bug
 // (or a fuzzer) must not be able to kill the agent.
+import { formatIp4, ip4FromBytes, ip4ToBytes, readCidr4, readIp4 } from '../core/ipv4.js';
+import { formatMac, parseHwAddr } from '../core/mac.js';
+import type { Result } from '../core/vocab.js';
 import * as C from './constants.js';
 
-export type Result<T> = { ok: true; value: T } | { ok: false; error: string };
+export type { Result } from '../core/vocab.js';
 const ok = <T>(value: T): Result<T> => ({ ok: true, value });
 const bad = <T>(error: string): Result<T> => ({ ok: false, error });
 
@@ -164,7 +167,7 @@ export function decodeError(msg: NlMsg): Result<ErrorMsg> {
 
 /** Formats 4 or 16 bytes as `ip` (glibc inet_ntop) does; null for other lengths. */
 export function formatIp(b: Buffer): string | null {
-  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  if (b.length === 4) return formatIp4(ip4FromBytes(b));
   if (b.length !== 16) return null;
   const w: number[] = [];
   for (let i = 0; i < 8; i++) w.push(b.readUInt16BE(i * 2));
@@ -180,7 +183,7 @@ export function formatIp(b: Buffer): string | null {
   if (bestLen < 2) best = -1;
   // IPv4-compatible and IPv4-mapped forms, as inet_ntop prints them.
   if (best === 0 && (bestLen === 6 || (bestLen === 5 && w[5] === 0xffff))) {
-    return `::${bestLen === 5 ? 'ffff:' : ''}${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+    return `::${bestLen === 5 ? 'ffff:' : ''}${formatIp4(ip4FromBytes(b.subarray(12)))}`;
   }
   let out = '';
   for (let i = 0; i < 8; i++) {
@@ -190,15 +193,16 @@ export function formatIp(b: Buffer): string | null {
   return out;
 }
 
-/** Parses a textual IPv4 or IPv6 address to bytes; null when it is not one. */
+/**
+ * Parses a textual IPv4 or IPv6 address to bytes; null when it is not one.
+ * IPv4 (also as the tail of an IPv6 address) is core/ipv4.ts's strict form.
+ */
 export function parseIp(s: string): { family: 4 | 6; bytes: Buffer } | null {
-  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (v4) {
-    const o = v4.slice(1).map(Number);
-    if (o.some((x) => x > 255) || v4.slice(1).some((x) => x.length > 1 && x.startsWith('0'))) return null;
-    return { family: 4, bytes: Buffer.from(o) };
+  if (!s.includes(':')) {
+    const v4 = readIp4(s);
+    return v4.ok ? { family: 4, bytes: ip4ToBytes(v4.value) } : null;
   }
-  if (!s.includes(':') || !/^[0-9a-fA-F:.]+$/.test(s)) return null;
+  if (!/^[0-9a-fA-F:.]+$/.test(s)) return null;
   let tail: number[] = [];
   let head = s;
   const lastColon = s.lastIndexOf(':');
@@ -237,25 +241,35 @@ export function parseIp(s: string): { family: 4 | 6; bytes: Buffer } | null {
   return { family: 6, bytes };
 }
 
-/** Parses 'addr/len' (a bare address means a host prefix). */
+/**
+ * Parses 'addr/len' (a bare address means a host prefix). IPv4 goes through
+ * core/ipv4.ts (host bits may be set: interface addresses are written so).
+ */
 export function parseCidr(s: string): Result<{ family: 4 | 6; bytes: Buffer; prefixlen: number; address: string }> {
   const slash = s.indexOf('/');
   const addr = slash < 0 ? s : s.slice(0, slash);
+  if (!addr.includes(':')) {
+    const c = readCidr4(s);
+    if (!c.ok) {
+      const a4 = readIp4(addr);
+      return bad(a4.ok ? `'${s}': ${c.error}` : `'${s}' is not an IPv4 or IPv6 address (${a4.error})`);
+    }
+    return ok({ family: 4, bytes: ip4ToBytes(c.value.addr), prefixlen: c.value.len, address: formatIp4(c.value.addr) });
+  }
   const ipv = parseIp(addr);
   if (!ipv) return bad(`'${s}' is not an IPv4 or IPv6 address`);
-  const max = ipv.family === 4 ? 32 : 128;
-  let prefixlen = max;
+  let prefixlen = 128;
   if (slash >= 0) {
     const p = s.slice(slash + 1);
-    if (!/^\d{1,3}$/.test(p) || Number(p) > max) return bad(`'${s}': prefix length must be 0..${max}`);
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(p) || Number(p) > 128) return bad(`'${s}': prefix length must be 0..128`);
     prefixlen = Number(p);
   }
   return ok({ ...ipv, prefixlen, address: formatIp(ipv.bytes)! });
 }
 
-function formatMac(b: Buffer | undefined): string {
-  if (!b || b.length === 0) return '';
-  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+/** IFLA_ADDRESS as text: '' when the link has none (tun, wireguard, ...). */
+function hwAddr(b: Buffer | undefined): string {
+  return b && b.length > 0 ? formatMac(b) : '';
 }
 
 // ---------------------------------------------------------------- decoders
@@ -304,7 +318,7 @@ export function decodeLink(p: Buffer): Result<LinkMsg> {
   return ok({
     ifindex,
     name,
-    mac: formatMac(a.get(C.IFLA_ADDRESS)),
+    mac: hwAddr(a.get(C.IFLA_ADDRESS)),
     flags,
     up: (flags & C.IFF_UP) !== 0,
     running: (flags & C.IFF_RUNNING) !== 0,
@@ -454,7 +468,9 @@ export function rtmsg(f: {
 
 function macBytes(mac: string): Buffer | null {
   if (mac === '') return null;
-  return Buffer.from(mac.split(':').map((x) => parseInt(x, 16)));
+  const b = parseHwAddr(mac);
+  if (!b) throw new RangeError(`'${mac}' is not a link-layer address`);
+  return Buffer.from(b);
 }
 
 const XDP_CODES: Record<XdpAttached, number> = { none: 0, native: 1, skb: 2, hw: 3, multi: 4 };

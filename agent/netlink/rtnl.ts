@@ -10,7 +10,8 @@
 // RtnlEvents: multicast notifications on another socket, decoded; 'overflow'
 // when the kernel dropped some (ENOBUFS), after which the consumer re-dumps.
 import { EventEmitter } from 'node:events';
-import { getSystemErrorMap } from 'node:util';
+import { constants } from 'node:os';
+import { errnoName, errnoText } from '../core/errno.js';
 import type { Logger } from '../log.js';
 import * as C from './constants.js';
 import {
@@ -35,8 +36,7 @@ export interface RouteSpec {
   priority?: number;
 }
 
-const errMap = getSystemErrorMap();
-const ERRNO = { ETIMEDOUT: 110, ECANCELED: 125, EPROTO: 71, EINVAL: 22, EBADF: 9, ENOBUFS: 105 } as const;
+const ERRNO = constants.errno;
 
 // libuv's texts speak of files; for rtnetlink objects say it plainly.
 const PLAIN: Readonly<Record<string, string>> = {
@@ -45,8 +45,8 @@ const PLAIN: Readonly<Record<string, string>> = {
 };
 
 function describeErrno(errno: number): { code: string; text: string } {
-  const e = errMap.get(-errno);
-  return e ? { code: e[0], text: PLAIN[e[0]] ?? e[1] } : { code: `E${errno}`, text: `errno ${errno}` };
+  const code = errnoName(errno);
+  return { code, text: PLAIN[code] ?? errnoText(errno) };
 }
 
 /** A request the kernel refused (or that got no answer: code ETIMEDOUT). */

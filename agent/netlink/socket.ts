@@ -50,6 +50,7 @@ interface NativeSocket {
 }
 interface Addon {
   NetlinkSocket: new (protocol: number, cb: RecvCallback) => NativeSocket;
+  /** strerrorname_np: how the addon names the codes it reports. TypeScript names errnos with core/errno.ts (test/unit/errno checks they agree). */
   errnoName(errno: number): string;
 }
 
@@ -74,10 +75,6 @@ export function loadAddon(): Addon {
   }
   addon = createRequire(import.meta.url)(path) as Addon;
   return addon;
-}
-
-export function errnoName(errno: number): string {
-  return loadAddon().errnoName(errno);
 }
 
 export interface SocketStats { received: number; dropped: number; truncated: number; overflows: number; listenerErrors: number }

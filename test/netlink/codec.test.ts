@@ -242,6 +242,18 @@ test('IP addresses print as ip(8) prints them and parse back', () => {
   assert.not.ok(parseCidr('100.64.0.1/33').ok);
   assert.not.ok(parseCidr('::/129').ok);
   assert.ok(parseCidr('::/0').ok);
+  // IPv4 goes through core/ipv4.ts, whose reason reaches the NetlinkError.
+  const lz = parseCidr('100.064.0.7/31');
+  assert.ok(!lz.ok && /octet "064" has a leading zero/.test(lz.error), JSON.stringify(lz));
+  assert.not.ok(parseCidr('100.64.0.7/031').ok);
+});
+
+test('link-layer addresses of any length print in one form and encode back', () => {
+  for (const mac of ['02:01:0a:0b:0c:0d', '0a:00:00:01', '']) {
+    const l = decodeLink(encodeLinkPayload({ ...link, mac }));
+    assert.ok(l.ok && l.value.mac === mac, mac);
+  }
+  assert.throws(() => encodeLinkPayload({ ...link, mac: '2:1:a:b:c:d' }), /not a link-layer address/);
 });
 
 test.run();

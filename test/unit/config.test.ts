@@ -53,6 +53,24 @@ test('clientAddresses takes MAC -> CIDR and names a bad entry', () => {
   assert.match(bad.problems.join(), /clientAddresses\.02:00:00:00:00:07/);
 });
 
+test('clientAddresses: a leading-zero octet is refused at load time, naming the key and the octet', () => {
+  // Netlink would refuse this address at run time; the config must refuse it first.
+  const r = parseConfig({ profile: 'client', clientAddresses: { '02:00:00:00:00:07': '100.064.0.7/31' } });
+  assert.is(r.config, null);
+  assert.is(r.problems.length, 1);
+  assert.match(r.problems[0]!, /^clientAddresses\.02:00:00:00:00:07 must be an IPv4 CIDR/);
+  assert.match(r.problems[0]!, /octet "064" has a leading zero/);
+});
+
+test('clientAddresses: MAC keys are normalised, and the same MAC twice is an error', () => {
+  const ok = parseConfig({ clientAddresses: { '02-00-00-00-00-0A': '100.64.0.10/31' } });
+  assert.equal(ok.config!.clientAddresses, { '02:00:00:00:00:0a': '100.64.0.10/31' });
+  const twice = parseConfig({ clientAddresses: { '02:00:00:00:00:0a': '100.64.0.10/31', '02:00:00:00:00:0A': '100.64.0.12/31' } });
+  assert.match(twice.problems.join(), /02:00:00:00:00:0a is given twice/);
+  const notMac = parseConfig({ clientAddresses: { '2:0:0:0:0:a': '100.64.0.10/31' } });
+  assert.match(notMac.problems.join(), /key "2:0:0:0:0:a" is not a MAC address/);
+});
+
 test('loadConfig: a missing file means the defaults; a broken one is a ConfigError naming the file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'netagent-cfg-'));
   const missing = loadConfig(join(dir, 'nope.json'));

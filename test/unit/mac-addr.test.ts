@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { classifyMac, macHasPrefix, nameMatches, normalizeMac, parseMac } from '../../agent/core/mac.js';
+import { classifyMac, formatMac, macHasPrefix, nameMatches, normalizeMac, parseHwAddr, parseMac } from '../../agent/core/mac.js';
 import { decodeInterVm, decodeRoutedClient, parseCidr4, parseIp4, formatIp4, peer31, inNet4, SHARED_SPACE } from '../../agent/core/addr.js';
 import { DEFAULT_CONFIG } from '../../agent/config.js';
 
@@ -13,6 +13,16 @@ test('MACs parse case-insensitively and normalise to lower case', () => {
   assert.is(parseMac('02:01:00:00:00:zz'), null);
   assert.is(parseMac(''), null);
   assert.is(parseMac('02:01:00:00:00:01:02'), null);
+  assert.is(parseMac('2:1:0:0:0:1'), null, 'octets are two digits');
+  assert.is(parseMac('02:01-00:00:00:01'), null, 'one separator throughout');
+  assert.is(parseMac(' 02:01:00:00:00:01'), null, 'no whitespace');
+});
+
+test('one formatter for every hardware address: lower case, colons, any length', () => {
+  assert.is(formatMac(Uint8Array.from([0x0a, 0xb3, 0xec, 0x40, 0x00, 0x02])), '0a:b3:ec:40:00:02');
+  assert.is(formatMac(Uint8Array.from([10, 0, 0, 1])), '0a:00:00:01');
+  assert.equal(parseHwAddr('0a:00:00:01'), Uint8Array.from([10, 0, 0, 1]));
+  assert.is(parseHwAddr('0a:00:00:1'), null);
 });
 
 test('the spec table: each MAC gets its class', () => {
@@ -33,8 +43,12 @@ test('prefixes are configuration, matched on octet boundaries', () => {
   assert.is(classifyMac('06:01:00:00:00:01', custom), 'router-link');
   assert.is(classifyMac('02:01:00:00:00:01', custom), 'physical');
   assert.is(classifyMac('0a:b3:00:00:00:01', custom), 'inter-vm');
-  assert.ok(macHasPrefix('02:01:00:00:00:01', '2:1'));
+  assert.ok(macHasPrefix('02:01:00:00:00:01', '02:01'));
+  assert.ok(macHasPrefix('02:01:00:00:00:01', '02-01'));
+  // Whole octets of two digits, as the config accepts them: no other spelling matches.
+  assert.not.ok(macHasPrefix('02:01:00:00:00:01', '2:1'));
   assert.not.ok(macHasPrefix('02:01:00:00:00:01', '02:0'));
+  assert.not.ok(macHasPrefix('02:01:00:00:00:01', ''));
 });
 
 test('interface name patterns', () => {
