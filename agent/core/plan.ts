@@ -11,13 +11,14 @@
 // the indexes, and replans only the links a changed decision touches. So an
 // event costs the same with 20 links as with 1400. `plan()` is the same code
 // run over every link; a property test checks that both always agree.
-import type { Config, ProfileName } from '../config.js';
+import type { Config } from '../config.js';
 import { classifyMac, nameMatches, parseMac, type MacClass } from './mac.js';
-import { decodeInterVm, decodeRoutedClient, formatCidr4, formatIp4, parseCidr4, peer31 } from './addr.js';
+import { decodeInterVm, decodeRoutedClient } from './addr.js';
+import { formatCidr4, formatIp4, parseCidr4, peer31 } from './ipv4.js';
+import { MAX_VLAN_IFINDEX, type LinkState, type ProfileName, type Role, type XdpProgram } from './vocab.js';
 
-export type XdpProgram = 'physical' | 'router';
-export type Role = 'router-link' | 'physical' | 'inter-vm' | 'client-link' | 'loopback' | 'ignored';
-export type LinkState = 'configured' | 'pending' | 'failed' | 'ignored';
+export type { LinkState, Role, XdpProgram } from './vocab.js';
+export { MAX_VLAN_IFINDEX } from './vocab.js';
 
 /** A link as the kernel reports it (the subset the rules need). */
 export interface ObservedLink {
@@ -120,7 +121,6 @@ export interface Plan {
 }
 
 export const ROUTED_GATEWAY = '169.254.0.1/32';
-export const MAX_VLAN_IFINDEX = 4095;
 
 const NOTHING: Want = Object.freeze({ up: null, promisc: null, mtu: null, xdp: null, addresses: [], routes: [] }) as Want;
 
