@@ -18,6 +18,8 @@ export interface InterfaceStatus {
   error: string | null;
   /** Why a link is ignored, or what it is for (uplink, client address): for people. */
   note: string | null;
+  /** Why the link is in its state: what is still to do (pending), the error (failed), what is in place (configured). */
+  why: string;
   up: boolean;
   mtu: number;
 }
@@ -159,7 +161,7 @@ export function formatStatus(r: StatusReport): string {
     i.state,
     i.addresses.length ? i.addresses.join(',') : '-',
     i.xdp ? `${i.xdp.program}/${i.xdp.mode} #${i.xdp.id}` : '-',
-    i.error ? 'see below' : i.note ?? '',
+    i.error ? 'see below' : i.state === 'pending' ? i.why : i.note ?? '',
   ]);
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c]!.length)));
   const line = (cells: string[]) => cells.map((x, c) => (c === cells.length - 1 ? x : x.padEnd(widths[c]!))).join('  ').trimEnd();

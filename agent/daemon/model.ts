@@ -176,11 +176,15 @@ export class Model {
         if (result && result.kind === 'xdp') {
           this.programs.set(result.id, result.program);
           this.xdp.set(a.ifindex, { id: result.id, mode: result.mode, program: result.program });
+          // The link's own IFLA_XDP view too: a later write of the link (an ACKed "up") must not undo this.
+          const native = result.mode === 'native';
+          this.setLinkXdp(a.ifindex, { attached: result.mode, progId: result.id, skbProgId: native ? 0 : result.id, drvProgId: native ? result.id : 0 });
         }
         this.dirty.add(a.ifindex);
         return;
       case 'xdp-detach':
         this.xdp.delete(a.ifindex);
+        this.setLinkXdp(a.ifindex, { attached: 'none', progId: 0, skbProgId: 0, drvProgId: 0 });
         this.dirty.add(a.ifindex);
         return;
       case 'egress-allow':
@@ -212,6 +216,11 @@ export class Model {
       this.dirty.add(l.ifindex);
     }
     this.setXdpFromLink(l);
+  }
+
+  private setLinkXdp(ifindex: number, x: Omit<LinkMsg['xdp'], 'hwProgId'>): void {
+    const l = this.links.get(ifindex);
+    if (l) this.links.set(ifindex, { ...l, xdp: { ...x, hwProgId: l.xdp.hwProgId } });
   }
 
   private removeLink(ifindex: number): boolean {
