@@ -53,10 +53,20 @@ function safeNames(items: string[]): string[] {
 }
 
 export class NftError extends Error {
-  constructor(readonly attempted: string, readonly detail: string, readonly hint = 'check that the nf_tables kernel modules are loaded (nft list ruleset shows what the kernel holds)') {
+  constructor(readonly attempted: string, readonly detail: string, readonly hint = hintFor(detail)) {
     super(`nftables: ${attempted} failed: ${detail}; ${hint}`);
     this.name = 'NftError';
   }
+}
+
+/** What to do about a refusal, from libnftables' message. */
+function hintFor(detail: string): string {
+  if (/syntax error/.test(detail)) return 'the ruleset text netagent wrote is wrong (the table name comes from nftTable in the config): report this message';
+  if (/Operation not permitted/.test(detail)) return 'run as root (needs CAP_NET_ADMIN)';
+  if (/not supported|No such file or directory/.test(detail)) {
+    return 'check that the kernel has nf_tables, nft_ct, nft_masq and nf_nat (modprobe them; nft list ruleset shows what the kernel holds)';
+  }
+  return 'nft list ruleset shows what the kernel holds';
 }
 
 /** The process's libnftables context, or an NftError saying what to install or load. */
@@ -188,15 +198,14 @@ export class RouterFirewall {
 }
 
 /**
- * libnftables' message as one line for the log and `status`: the error and
- * the offending command, without the caret line under it, each line cut
- * short (a whole-table command lists every client).
+ * libnftables' message as one line for the log and `status`: the first error
+ * and the offending command (without the caret line under it, cut short: a
+ * whole-table command lists every client), and how many errors followed.
  */
 function oneLine(msg: string): string {
-  return msg
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l && !/^[\^~ ]+$/.test(l))
-    .map((l) => (l.length > 200 ? `${l.slice(0, 200)}...` : l))
-    .join(' | ');
+  const ls = msg.split('\n').map((l) => l.trim()).filter((l) => l && !/^[\^~ ]+$/.test(l));
+  const next = ls.findIndex((l, i) => i > 0 && l.startsWith('Error:'));
+  const first = (next < 0 ? ls : ls.slice(0, next)).map((l) => (l.length > 200 ? `${l.slice(0, 200)}...` : l));
+  const more = next < 0 ? 0 : ls.slice(next).filter((l) => l.startsWith('Error:')).length;
+  return first.join(' | ') + (more ? ` (and ${more} more error${more > 1 ? 's' : ''})` : '');
 }
