@@ -30,12 +30,14 @@
 //
 // The library is loaded on first use, not at import: a client VM without
 // nftables never needs it.
+import { readdirSync, readlinkSync } from 'node:fs';
 import koffi, { type LibraryHandle } from 'koffi';
 
 export const LIBNFTABLES_SONAME = 'libnftables.so.1';
 
 const NFT_CTX_DEFAULT = 0;
 const AF_NETLINK = 16, SOCK_RAW = 3, SOCK_CLOEXEC = 0o2000000, NETLINK_NETFILTER = 12;
+const F_SETFD = 2, FD_CLOEXEC = 1;
 
 /** libnftables could not be loaded or could not open its netlink socket: nothing was changed. */
 export class NftUnavailableError extends Error {
@@ -58,7 +60,7 @@ export interface NftResult {
 type Fn = ReturnType<LibraryHandle['func']>;
 interface Binding {
   ctx_new: Fn; ctx_free: Fn; buffer_output: Fn; buffer_error: Fn;
-  get_output: Fn; get_error: Fn; run: Fn; socket: Fn; close: Fn;
+  get_output: Fn; get_error: Fn; run: Fn; socket: Fn; close: Fn; fcntl: Fn;
 }
 
 let binding: Binding | null = null;
@@ -83,8 +85,21 @@ function bind(): Binding {
     run: lib.func('nft_run_cmd_from_buffer', 'int', [P, 'const char *']),
     socket: libc.func('socket', 'int', ['int', 'int', 'int']),
     close: libc.func('close', 'int', ['int']),
+    fcntl: libc.func('int fcntl(int fd, int cmd, ...)'),
   };
   return binding;
+}
+
+function openFds(): number[] {
+  return readdirSync('/proc/self/fd').map(Number);
+}
+
+function fdTarget(fd: number): string {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return ''; // closed meanwhile (readdir's own descriptor)
+  }
 }
 
 /** The process's one libnftables context and the queue its commands wait in. */
@@ -109,8 +124,18 @@ export class Nftables {
       );
     }
     b.close(fd);
+    const before = new Set(openFds().map((n) => `${n} ${fdTarget(n)}`));
     const ctx = b.ctx_new(NFT_CTX_DEFAULT) as bigint | null;
     if (!ctx) throw new NftUnavailableError('nft_ctx_new failed', 'check memory and that libnftables1 is intact (nft list ruleset)');
+    // libnftables opens its netlink socket without close-on-exec, and gives no
+    // way to reach it: find it among the new descriptors (by target too: a
+    // number listed before may have been readdir's own descriptor), so that
+    // programs we start (the DHCP client) do not inherit a socket that can
+    // change the firewall.
+    for (const n of openFds()) {
+      const t = fdTarget(n);
+      if (t.startsWith('socket:') && !before.has(`${n} ${t}`)) b.fcntl(n, F_SETFD, 'int', FD_CLOEXEC);
+    }
     if ((b.buffer_output(ctx) as number) !== 0 || (b.buffer_error(ctx) as number) !== 0) {
       b.ctx_free(ctx);
       throw new NftUnavailableError('cannot buffer libnftables output (fopencookie failed)', 'check memory');

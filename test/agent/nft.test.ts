@@ -76,6 +76,11 @@ test('a table deleted behind our back is reloaded whole on the next want()', asy
   assert.equal(updates().map((u) => u.incremental), [false]);
 });
 
+test('programs the agent starts do not inherit the netlink socket of libnftables', () => {
+  const fds = run('sh', ['-c', 'for f in /proc/$$/fd/*; do echo "${f##*/} $(readlink "$f")"; done']).trim().split('\n');
+  assert.equal(fds.filter((l) => /^\d+ socket:/.test(l) && Number(l.split(' ')[0]) > 2), []);
+});
+
 test('remove(): our table gone, forwarding off; removing again is not an error', async () => {
   await fw.remove();
   assert.not.match(run('nft', ['list', 'tables']), new RegExp(`\\b${TABLE}\\b`));
