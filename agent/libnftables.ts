@@ -16,12 +16,15 @@
 //
 // Every command runs on a koffi worker thread (`func.async`), never on the
 // event loop. Measured with 1400 client names in a private namespace (2-core
-// CI machine, medians; the old `nft -f -` fork for comparison):
+// machine, load ~2, medians of 15-30; CPU is the whole process plus, for the
+// fork, the nft child; "blocked" is the synchronous part of the call):
 //                        wall      CPU      event loop blocked
 //   fork, one delta      32 ms     31 ms    11 ms (spawn)
 //   fork, whole table    37 ms     40 ms    11 ms (spawn)
 //   here, one delta      0.2 ms    0.2 ms   0     (0.1 ms if run on the loop)
 //   here, whole table    5.6 ms    3.8 ms   0     (7 ms if run on the loop)
+// (At load ~8 the CPU figures hold; the fork's wall time grows to 80-140 ms
+// and its spawn blocks 25-45 ms, the library's delta stays at 0.2-0.4 ms.)
 // On the loop, a delta would usually block 0.1 ms, but 3-8 ms whenever
 // libnftables must refetch its cache of the kernel's ruleset (the first
 // delta after a whole load, or after anyone else changed the ruleset), and a
