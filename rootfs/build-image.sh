@@ -168,7 +168,7 @@ for b in "${HOST_BINS[@]}"; do copy_bin "$b"; done
 for l in "${DLOPEN_LIBS[@]}"; do
   p=/usr/lib/$MULTIARCH/$l
   [ -e "$p" ] || p=/lib/$MULTIARCH/$l
-  [ -e "$p" ] || die "$l missing on this machine (apt-get install libbpf1 nftables)"
+  [ -e "$p" ] || die "$l missing on this machine (apt-get install libbpf1 libnftables1)"
   copy_lib "$p"
   copy_deps "$p"
 done
