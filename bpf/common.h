@@ -26,24 +26,63 @@
 #define VID_MAX 4095         /* VIDs and thus usable ifindexes are 1..4095 */
 
 /*
- * Counter indexes into xdp_stats. Append only: the agent reads them by
- * position and names them with COUNTER_NAMES (agent/bpf/forwarder.ts).
+ * Counter indexes into xdp_stats (global, per reason). Append only: the agent
+ * reads them by position and names them with COUNTER_NAMES
+ * (agent/bpf/forwarder.ts). The map keeps its size (12) so that pins of the
+ * earlier layout stay compatible; index 2 used to be "ifindex outside
+ * 1..4095" and is now its generalisation, "the NIC has no VID".
  */
 enum xdp_counter {
 	CNT_PHYSICAL_FORWARDED = 0,   /* tagged and redirected to the router link */
 	CNT_PHYSICAL_DROP_SHORT,      /* shorter than an Ethernet header */
-	CNT_PHYSICAL_DROP_IFINDEX,    /* ingress ifindex outside 1..4095: not a VID */
+	CNT_PHYSICAL_DROP_NO_VID,     /* ingress NIC has no entry in nic_vid */
 	CNT_PHYSICAL_DROP_NO_ROUTER,  /* router_iface has no entry (yet) */
 	CNT_PHYSICAL_DROP_HEADROOM,   /* bpf_xdp_adjust_head refused to grow the frame */
 	CNT_ROUTER_FORWARDED,         /* untagged and redirected to an allowed NIC */
 	CNT_ROUTER_DROP_SHORT,        /* shorter than an Ethernet header, or tagged but no room for the tag */
 	CNT_ROUTER_DROP_UNTAGGED,     /* outer ethertype is neither 0x8100 nor 0x88a8 */
 	CNT_ROUTER_DROP_PCP_DEI,      /* TCI has PCP or DEI bits: not what physical sends */
-	CNT_ROUTER_DROP_VID_SELF,     /* VID names the router link itself */
-	CNT_ROUTER_DROP_VID_UNKNOWN,  /* VID is not in router_egress (VID 0 included) */
+	CNT_ROUTER_DROP_VID_SELF,     /* VID leads back to the link the frame came in on */
+	CNT_ROUTER_DROP_VID_UNKNOWN,  /* VID is not in router_egress (VID 0 and 4095 included) */
 	CNT_ROUTER_DROP_HEADROOM,     /* bpf_xdp_adjust_head refused to shrink the frame */
 	CNT__MAX,
 };
+
+/*
+ * Per-link drop reasons in struct link_counters.drop (mirrored by
+ * LINK_DROP_NAMES in agent/bpf/forwarder.ts). A link only ever sees the
+ * reasons of its own program: a NIC short/no_router/headroom, the router
+ * link short/untagged/pcp_dei/vid_self/vid_unknown/headroom.
+ */
+enum link_drop {
+	DROP_SHORT = 0,
+	DROP_NO_ROUTER,
+	DROP_HEADROOM,
+	DROP_UNTAGGED,
+	DROP_PCP_DEI,
+	DROP_VID_SELF,
+	DROP_VID_UNKNOWN,
+	DROP__MAX,
+};
+
+/*
+ * One link's counters, per CPU. rx: frames the link's own program saw (every
+ * one, dropped or not; bytes as received). tx: frames the other program
+ * redirected to the link (bytes as they leave: untagged for a NIC, tagged
+ * for the router link). 96 bytes.
+ */
+struct link_counters {
+	__u64 rx_packets;
+	__u64 rx_bytes;
+	__u64 tx_packets;
+	__u64 tx_bytes;
+	__u64 drop[DROP__MAX + 1]; /* +1: spare, keeps the size a multiple of 16 */
+};
+
+/* Slot of the router link in link_stats; NICs use their VID (1..4094), which is never 0. */
+#define ROUTER_SLOT 0
+#define VID_FIRST 1
+#define VID_LAST 4094        /* 0 and 4095 are reserved by 802.1Q */
 
 /* Entry 0: the router link's ifindex (SPEC: DEVMAP, int -> int, 1 entry). */
 struct {
@@ -55,9 +94,12 @@ struct {
 } router_iface SEC(".maps");
 
 /*
- * The NICs `router` may send to: ifindex -> ifindex, filled by the agent with
- * the links it attached `physical` to. A VID missing here is dropped, which
- * closes the published design's "any ifindex the router names" hole.
+ * VID -> NIC ifindex, for `router`: the redirect key is the VID, so one
+ * bpf_redirect_map both translates and allowlists (a VID missing here is
+ * dropped, which closes the published design's "any ifindex the router
+ * names" hole). Filled by the agent together with nic_vid. The name and
+ * shape are those of the earlier ifindex -> ifindex allowlist: with the
+ * default VID = ifindex its entries mean the same, so old pins carry over.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
@@ -67,6 +109,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } router_egress SEC(".maps");
 
+/* NIC ifindex -> VID, for `physical`. A NIC missing here has no VID: its frames are dropped. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 4096);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nic_vid SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -75,12 +126,45 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xdp_stats SEC(".maps");
 
+/*
+ * Per-link counters, indexed by VID (a NIC) or ROUTER_SLOT (the router
+ * link). An array, not a hash keyed by ifindex: its lookup is a few inlined
+ * instructions, and both programs know the VID anyway. The agent zeroes a
+ * slot when it gives the VID (or the router slot) to a different link.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct link_counters);
+	__uint(max_entries, VID_MAX + 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} link_stats SEC(".maps");
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&xdp_stats, &idx);
 
 	if (v)
 		*v += 1; /* per-CPU slot: no other writer, no atomics needed */
+}
+
+static __always_inline struct link_counters *link_slot(__u32 slot)
+{
+#ifdef NETAGENT_NO_LINK_STATS
+	/* Only for bench/bpf/nolinkstats_*.c, which measure what the counters cost. */
+	return NULL;
+#else
+	return bpf_map_lookup_elem(&link_stats, &slot);
+#endif
+}
+
+/* Counts a drop both globally (xdp_stats) and on the link (lc may be NULL). */
+static __always_inline int drop(struct link_counters *lc, __u32 cnt, __u32 reason)
+{
+	count(cnt);
+	if (lc && reason < DROP__MAX)
+		lc->drop[reason] += 1;
+	return XDP_DROP;
 }
 
 /* Outer ethertype if the frame holds a whole Ethernet header, else -1. */

@@ -3,11 +3,22 @@
 // keeps router_iface and the egress allowlist; reads the counters; and runs
 // frames through the programs with BPF_PROG_TEST_RUN.
 //
-// attach() is deliberately pure: it does not touch router_iface or
-// router_egress. The agent calls setRouterIface() for the router link and
-// allowEgress() for every NIC it attached `physical` to (and disallowEgress()
-// when such a NIC goes away), so map contents and attachments can be reasoned
-// about separately.
+// attach() is deliberately pure: it does not touch router_iface or the VID
+// maps. The agent calls setRouterIface() for the router link and
+// setNicVid() for every NIC it attaches `physical` to (and clearNic() when
+// such a NIC goes away), so map contents and attachments can be reasoned
+// about separately. allowEgress/disallowEgress/egress are the earlier
+// VID = ifindex API, kept as thin wrappers.
+//
+// VIDs: `physical` tags a NIC's frames with nic_vid[ifindex]; `router` sends
+// a frame tagged VID out of router_egress[VID] (a DEVMAP_HASH VID -> ifindex,
+// so the lookup is also the allowlist). setNicVid/clearNic are the one way
+// in that writes both, in an order that never sends a frame to a wrong NIC.
+// Which VID a NIC should have is agent/bpf/vid.ts's (pure) decision.
+//
+// Counters: xdp_stats (global, per reason: counters()) and link_stats
+// (per link: frames and bytes each way and drops by reason, in a per-CPU
+// array indexed by VID, slot 0 the router link: nicCounters()).
 //
 // Modes: 'skb' (generic XDP) works on every link and redirects to any
 // link. 'native' needs driver support (virtio-net, veth; not lo) and, for
@@ -21,6 +32,7 @@ import type { Logger } from '../log.js';
 import { BpfError } from './errors.js';
 import * as bpf from './libbpf.js';
 import { XDP_PROGRAMS, type XdpMode, type XdpModeSetting, type XdpProgram } from '../core/vocab.js';
+import { VID_FIRST, VID_LAST } from './vid.js';
 
 // Defined in core/vocab.ts; re-exported for the callers that know them from here.
 export { XDP_PROGRAMS, type XdpMode, type XdpModeSetting, type XdpProgram } from '../core/vocab.js';
@@ -36,14 +48,22 @@ export interface TestRunResult {
   durationNs: number;
 }
 
-/** Pinned map names (bpf/common.h). router_iface is fixed by the SPEC. */
-export const MAP_NAMES = { routerIface: 'router_iface', egress: 'router_egress', stats: 'xdp_stats' } as const;
+/**
+ * Pinned map names (bpf/common.h). router_iface is fixed by the SPEC.
+ * router_egress (now VID -> ifindex) and xdp_stats keep their earlier names
+ * and shapes: with VID = ifindex their contents mean the same, so pins of
+ * the earlier layout are reused on upgrade; programs of that layout differ
+ * in code (tag), so attach() replaces them rather than adopting them.
+ */
+export const MAP_NAMES = {
+  routerIface: 'router_iface', egress: 'router_egress', nicVid: 'nic_vid', stats: 'xdp_stats', linkStats: 'link_stats',
+} as const;
 
 /** Mirrors enum xdp_counter in bpf/common.h, in order (test/bpf/layout.test.ts checks it). */
 export const COUNTER_NAMES: readonly string[] = [
   'physical_forwarded',
   'physical_drop_short',
-  'physical_drop_ifindex',
+  'physical_drop_no_vid',
   'physical_drop_no_router',
   'physical_drop_headroom',
   'router_forwarded',
@@ -54,6 +74,27 @@ export const COUNTER_NAMES: readonly string[] = [
   'router_drop_vid_unknown',
   'router_drop_headroom',
 ];
+
+/** Mirrors enum link_drop in bpf/common.h, in order: the per-link drop reasons. */
+export const LINK_DROP_NAMES = ['short', 'no_router', 'headroom', 'untagged', 'pcp_dei', 'vid_self', 'vid_unknown'] as const;
+export type LinkDrop = typeof LINK_DROP_NAMES[number];
+/** sizeof(struct link_counters): 4 + 7 + 1 spare u64. */
+const LINK_COUNTERS_SIZE = 96;
+const ROUTER_SLOT = 0;
+
+/**
+ * One link's counters, summed over CPUs. rx: frames the link's own program
+ * saw (all of them, bytes as received); tx: frames the other program sent
+ * to the link (bytes as they leave it). drops: of the rx frames, by reason.
+ * They start at zero when the link gets its VID (or becomes the router link).
+ */
+export interface LinkCounters {
+  role: 'nic' | 'router';
+  /** The NIC's VID; null for the router link. */
+  vid: number | null;
+  rxPackets: bigint; rxBytes: bigint; txPackets: bigint; txBytes: bigint;
+  drops: Record<LinkDrop, bigint>;
+}
 
 const BPF_FS_MAGIC = 0xcafe4a11;
 /** A DEVMAP update with an ifindex the kernel cannot resolve fails with EINVAL (ENODEV on some kernels). */
@@ -90,7 +131,7 @@ function pinDirCheck(pinDir: string): void {
 
 export class Forwarder {
   private readonly progs: Record<XdpProgram, Loaded>;
-  private readonly fds: { routerIface: number; egress: number; stats: number };
+  private readonly fds: Record<keyof typeof MAP_NAMES, number>;
   private readonly statsValueSize: number;
   private readonly ncpus: number;
   private readonly log: Logger;
@@ -107,7 +148,10 @@ export class Forwarder {
       if (m === null) throw new BpfError('bpf_object__find_map_by_name', 2, { detail: `(map ${name})`, hint: 'rebuild the BPF objects (make bpf)' });
       return bpf.mapFd(m);
     };
-    this.fds = { routerIface: fdOf(MAP_NAMES.routerIface), egress: fdOf(MAP_NAMES.egress), stats: fdOf(MAP_NAMES.stats) };
+    this.fds = {
+      routerIface: fdOf(MAP_NAMES.routerIface), egress: fdOf(MAP_NAMES.egress), nicVid: fdOf(MAP_NAMES.nicVid),
+      stats: fdOf(MAP_NAMES.stats), linkStats: fdOf(MAP_NAMES.linkStats),
+    };
     this.ncpus = bpf.numPossibleCpus();
     this.statsValueSize = 8; // __u64; per-CPU values are rounded up to 8 bytes each
   }
@@ -118,7 +162,7 @@ export class Forwarder {
    * bpf_map__reuse_fd, pin path cleared) because libbpf 1.1.2 rejects a
    * pinned DEVMAP as incompatible (BPF_F_RDONLY_PROG). Maps without a pin
    * are created and pinned by libbpf. So both objects, and any later process,
-   * share router_iface, router_egress and xdp_stats.
+   * share every map in MAP_NAMES.
    */
   static open(opts: { bpfDir: string; pinDir: string; log: Logger }): Forwarder {
     bpf.setLibbpfLogger(opts.log);
@@ -156,11 +200,9 @@ export class Forwarder {
 
   /** Ids of the shared maps (equal across processes that share the pins). */
   mapIds(): Record<keyof typeof MAP_NAMES, number> {
-    return {
-      routerIface: bpf.mapInfo(this.fds.routerIface).id,
-      egress: bpf.mapInfo(this.fds.egress).id,
-      stats: bpf.mapInfo(this.fds.stats).id,
-    };
+    const out = {} as Record<keyof typeof MAP_NAMES, number>;
+    for (const k of Object.keys(MAP_NAMES) as (keyof typeof MAP_NAMES)[]) out[k] = bpf.mapInfo(this.fds[k]).id;
+    return out;
   }
 
   /**
@@ -304,7 +346,12 @@ export class Forwarder {
     return { skbProgId: q.skbProgId, drvProgId: q.drvProgId, hwProgId: q.hwProgId };
   }
 
-  /** Entry 0 of router_iface; null clears it (physical then drops and counts physical_drop_no_router). */
+  /**
+   * Entry 0 of router_iface; null clears it (physical then drops and counts
+   * physical_drop_no_router). Another router link in place of the one set
+   * starts its counters (link_stats slot 0) at zero; after a clear (null)
+   * they continue.
+   */
   setRouterIface(ifindex: number | null): void {
     this.assertOpen();
     const key = u32(0);
@@ -312,6 +359,8 @@ export class Forwarder {
       bpf.mapDelete(this.fds.routerIface, key, MAP_NAMES.routerIface);
       return;
     }
+    const before = this.routerIface();
+    if (before !== null && before !== ifindex) this.zeroLinkSlot(ROUTER_SLOT);
     try {
       bpf.mapUpdate(this.fds.routerIface, key, u32(ifindex), bpf.BPF_ANY, { what: `${MAP_NAMES.routerIface}[0] = ${ifindex}` });
     } catch (e) {
@@ -328,38 +377,111 @@ export class Forwarder {
     return bpf.mapLookup(this.fds.routerIface, u32(0), v, MAP_NAMES.routerIface) ? v.readUInt32LE(0) : null;
   }
 
-  /** Lets `router` send frames tagged with this ifindex out of that link. */
-  allowEgress(ifindex: number): void {
+  /**
+   * Gives the NIC `ifindex` the VLAN ID `vid` (1..4094), both ways: `router`
+   * sends VID-tagged frames out of it, `physical` tags its frames with the
+   * VID. Idempotent. Refuses (EEXIST) a VID that another NIC holds: clear
+   * that NIC first; so a VID never names two NICs. Order, so that no frame
+   * goes to a wrong NIC meanwhile: the new VID -> NIC entry first (the VID
+   * was free: only this NIC can receive by it), then the NIC's tag, then
+   * the old VID's entry goes (until then it also led here). The NIC's
+   * counters start at zero when the VID is new to it.
+   */
+  setNicVid(ifindex: number, vid: number): void {
     this.assertOpen();
-    if (!Number.isInteger(ifindex) || ifindex < 1 || ifindex > 4095) {
-      throw new BpfError('bpf_map_update_elem', 34, { link: { ifindex }, detail: `(${MAP_NAMES.egress})`, hint: 'only ifindexes 1..4095 fit a VLAN ID' });
+    const what = `${MAP_NAMES.egress}[${vid}] = ${ifindex}`;
+    if (!Number.isInteger(ifindex) || ifindex < 1 || ifindex > 0x7fffffff) {
+      throw new BpfError('bpf_map_update_elem', 22, { detail: `(${what})`, hint: 'an ifindex is a positive 32-bit integer' });
     }
-    try {
-      bpf.mapUpdate(this.fds.egress, u32(ifindex), u32(ifindex), bpf.BPF_ANY, { what: `${MAP_NAMES.egress}[${ifindex}]` });
-    } catch (e) {
-      if (e instanceof BpfError && (e.code === 'EINVAL' || e.code === 'ENODEV')) {
-        throw new BpfError(e.call, e.errno, { link: { ifindex }, detail: `(${MAP_NAMES.egress})`, hint: NO_LINK_HINT });
+    if (!Number.isInteger(vid) || vid < VID_FIRST || vid > VID_LAST) {
+      throw new BpfError('bpf_map_update_elem', 34, { link: { ifindex }, detail: `(${what})`, hint: `a VLAN ID is ${VID_FIRST}..${VID_LAST} (0 and 4095 are reserved): agent/bpf/vid.ts chooses one` });
+    }
+    const owner = this.lookupU32(this.fds.egress, vid, MAP_NAMES.egress);
+    if (owner !== null && owner !== ifindex) {
+      throw new BpfError('bpf_map_update_elem', 17, { link: { ifindex }, detail: `(${what})`, hint: `VID ${vid} belongs to ifindex ${owner}: clearNic(${owner}) first` });
+    }
+    const old = this.lookupU32(this.fds.nicVid, ifindex, MAP_NAMES.nicVid);
+    if (owner === ifindex && old === vid) return;
+    if (owner !== ifindex) {
+      this.zeroLinkSlot(vid);
+      try {
+        bpf.mapUpdate(this.fds.egress, u32(vid), u32(ifindex), bpf.BPF_ANY, { what });
+      } catch (e) {
+        if (e instanceof BpfError && (e.code === 'EINVAL' || e.code === 'ENODEV')) {
+          throw new BpfError(e.call, e.errno, { link: { ifindex }, detail: `(${what})`, hint: NO_LINK_HINT });
+        }
+        throw e;
       }
-      throw e;
+    }
+    bpf.mapUpdate(this.fds.nicVid, u32(ifindex), u32(vid), bpf.BPF_ANY, { what: `${MAP_NAMES.nicVid}[${ifindex}] = ${vid}` });
+    if (old !== null && old !== vid && this.lookupU32(this.fds.egress, old, MAP_NAMES.egress) === ifindex) {
+      bpf.mapDelete(this.fds.egress, u32(old), MAP_NAMES.egress);
     }
   }
 
-  disallowEgress(ifindex: number): void {
+  /**
+   * Takes the NIC's VID away, both ways: first its tag (physical then drops
+   * its frames as physical_drop_no_vid), then the VID -> NIC entry. Also
+   * removes an entry of the earlier layout (VID = ifindex without a nic_vid
+   * entry). false when the NIC had neither.
+   */
+  clearNic(ifindex: number): boolean {
     this.assertOpen();
-    bpf.mapDelete(this.fds.egress, u32(ifindex), MAP_NAMES.egress);
+    const vid = this.lookupU32(this.fds.nicVid, ifindex, MAP_NAMES.nicVid);
+    let any = vid !== null && bpf.mapDelete(this.fds.nicVid, u32(ifindex), MAP_NAMES.nicVid);
+    for (const v of new Set([vid, ifindex])) {
+      if (v === null || v < 0 || v > 4095) continue;
+      if (this.lookupU32(this.fds.egress, v, MAP_NAMES.egress) === ifindex) any = bpf.mapDelete(this.fds.egress, u32(v), MAP_NAMES.egress) || any;
+    }
+    return any;
   }
 
+  /** nic_vid as it is: ifindex -> the VID `physical` tags that NIC's frames with. */
+  nicVids(): Map<number, number> {
+    this.assertOpen();
+    return this.dumpU32(this.fds.nicVid, MAP_NAMES.nicVid);
+  }
+
+  /** router_egress as it is: VID -> the ifindex `router` sends such frames to. */
+  vidEgress(): Map<number, number> {
+    this.assertOpen();
+    return this.dumpU32(this.fds.egress, MAP_NAMES.egress);
+  }
+
+  /**
+   * Per-link counters summed over CPUs: every NIC with a VID (by ifindex),
+   * and the router link (router_iface's ifindex, role 'router') when set.
+   */
+  nicCounters(): Map<number, LinkCounters> {
+    this.assertOpen();
+    const out = new Map<number, LinkCounters>();
+    for (const [ifindex, vid] of [...this.nicVids()].sort((a, b) => a[0] - b[0])) {
+      if (vid < VID_FIRST || vid > VID_LAST) continue;
+      out.set(ifindex, this.readLinkSlot(vid, 'nic'));
+    }
+    const rl = this.routerIface();
+    if (rl !== null) out.set(rl, this.readLinkSlot(ROUTER_SLOT, 'router'));
+    return out;
+  }
+
+  /** Compatibility (VID = ifindex): lets `router` send frames tagged with this ifindex out of that link. */
+  allowEgress(ifindex: number): void {
+    if (!Number.isInteger(ifindex) || ifindex < VID_FIRST || ifindex > VID_LAST) {
+      throw new BpfError('bpf_map_update_elem', 34, { link: { ifindex }, detail: `(${MAP_NAMES.egress})`, hint: `only ifindexes ${VID_FIRST}..${VID_LAST} fit a VLAN ID as they are: give the NIC a free VID (setNicVid)` });
+    }
+    this.setNicVid(ifindex, ifindex);
+  }
+
+  /** Compatibility: clearNic. */
+  disallowEgress(ifindex: number): void {
+    this.clearNic(ifindex);
+  }
+
+  /** Compatibility: the NICs with a VID set both ways (nic_vid and router_egress agree), by ifindex. */
   egress(): number[] {
     this.assertOpen();
-    const out: number[] = [];
-    const next = Buffer.alloc(4);
-    let key: Buffer | null = null;
-    while (bpf.mapNextKey(this.fds.egress, key, next, MAP_NAMES.egress)) {
-      out.push(next.readUInt32LE(0));
-      key = Buffer.from(next);
-      if (out.length > 4096) break; // the map holds at most 4096: never loop forever on a concurrently changing map
-    }
-    return out.sort((a, b) => a - b);
+    const back = this.vidEgress();
+    return [...this.nicVids()].filter(([ifindex, vid]) => back.get(vid) === ifindex).map(([ifindex]) => ifindex).sort((a, b) => a - b);
   }
 
   /** xdp_stats summed over CPUs, by COUNTER_NAMES. */
@@ -374,6 +496,40 @@ export class Forwarder {
       }
       out[name] = sum;
     });
+    return out;
+  }
+
+  private readLinkSlot(slot: number, role: LinkCounters['role']): LinkCounters {
+    const v = Buffer.alloc(LINK_COUNTERS_SIZE * this.ncpus);
+    const sums = new Array<bigint>(LINK_COUNTERS_SIZE / 8).fill(0n);
+    if (bpf.mapLookup(this.fds.linkStats, u32(slot), v, MAP_NAMES.linkStats)) {
+      for (let c = 0; c < this.ncpus; c++) {
+        for (let i = 0; i < sums.length; i++) sums[i] = sums[i]! + v.readBigUInt64LE(c * LINK_COUNTERS_SIZE + 8 * i);
+      }
+    }
+    const drops = Object.fromEntries(LINK_DROP_NAMES.map((n, i) => [n, sums[4 + i]!])) as Record<LinkDrop, bigint>;
+    return { role, vid: role === 'nic' ? slot : null, rxPackets: sums[0]!, rxBytes: sums[1]!, txPackets: sums[2]!, txBytes: sums[3]!, drops };
+  }
+
+  private zeroLinkSlot(slot: number): void {
+    bpf.mapUpdate(this.fds.linkStats, u32(slot), Buffer.alloc(LINK_COUNTERS_SIZE * this.ncpus), bpf.BPF_ANY, { what: `${MAP_NAMES.linkStats}[${slot}] = 0` });
+  }
+
+  private lookupU32(fd: number, key: number, what: string): number | null {
+    const v = Buffer.alloc(4);
+    return bpf.mapLookup(fd, u32(key), v, what) ? v.readUInt32LE(0) : null;
+  }
+
+  /** A u32 -> u32 map's entries (the maps hold at most 4096: never loops forever on a concurrently changing map). */
+  private dumpU32(fd: number, what: string): Map<number, number> {
+    const out = new Map<number, number>();
+    const next = Buffer.alloc(4);
+    const v = Buffer.alloc(4);
+    let key: Buffer | null = null;
+    for (let n = 0; n <= 4096 && bpf.mapNextKey(fd, key, next, what); n++) {
+      if (bpf.mapLookup(fd, next, v, what)) out.set(next.readUInt32LE(0), v.readUInt32LE(0));
+      key = Buffer.from(next);
+    }
     return out;
   }
 

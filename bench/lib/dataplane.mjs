@@ -193,6 +193,114 @@ function median(runs) {
 
 const DIRS = { p2r: 'physical→router', r2p: 'router→physical' };
 
+/** Fills the maps of a separately loaded physical/router object the way the agent would (VID = ifindex). */
+function fillMaps(o, idx) {
+  const has = (name) => { try { return o.mapFd(name); } catch { return null; } };
+  updateU32(o.mapFd('router_iface'), 0, idx.r0);
+  updateU32(o.mapFd('router_egress'), idx.p0, idx.p0);
+  const nv = has('nic_vid');
+  if (nv !== null) updateU32(nv, idx.p0, idx.p0);
+}
+
+/**
+ * Program cost: each program alone in a live BPF_PROG_TEST_RUN at its own
+ * link (physical at p0, router at r0), so the kernel's ns/frame is "program
+ * + redirect + delivery to the peer's counting sink", against the limit: an
+ * XDP program that only redirects (bench/bpf/redirect.c) on the same link
+ * to the same target. Also netagent's programs built without their
+ * per-link counters (bench/bpf/nolinkstats_*.c), for what the counters
+ * cost, and, if BENCH_EXTRA_BPF names a directory with physical.o and
+ * router.o (e.g. an earlier netagent), those. Variants interleave run by
+ * run; every run must deliver every frame (else a drop would look fast).
+ *
+ * Live mode recycles a page without rewriting it, so `router`, which moves
+ * the MACs 4 bytes forward, sees its own output next time: the router frame
+ * is a fixed point, its first 16 bytes (TPID, TCI) four times.
+ */
+export async function programCost(sb, opts, log) {
+  const t = topology(sb);
+  const tl = tools(sb, t, opts.objDir);
+  const pins = [];
+  const bpffs = () => { const d = sb.bpffs(); pins.push(d); return d; };
+  const objs = [];
+  const rows = [];
+  let fw = null;
+  try {
+    sb.enter(t.D);
+    const variants = [];
+    const loadPair = (name, phys, rout) => {
+      const p = loadObject(phys, { pinRoot: bpffs() }), r = loadObject(rout, { pinRoot: bpffs() });
+      objs.push(p, r);
+      fillMaps(p, t.idx); fillMaps(r, t.idx);
+      variants.push({ name, p2r: p.progFd('physical'), r2p: r.progFd('router') });
+    };
+    if (opts.netagentBpfDir) {
+      const { Forwarder } = await import(join(ROOT, 'dist', 'agent', 'bpf', 'forwarder.js'));
+      const { silentLogger } = await import(join(ROOT, 'dist', 'agent', 'log.js'));
+      fw = Forwarder.open({ bpfDir: opts.netagentBpfDir, pinDir: bpffs(), log: silentLogger });
+      fw.setRouterIface(t.idx.r0);
+      fw.setNicVid(t.idx.p0, t.idx.p0);
+      const ids = fw.loaded();
+      const fds = { p2r: progFdById(ids.physical.id), r2p: progFdById(ids.router.id) };
+      objs.push({ close() { closeFd(fds.p2r); closeFd(fds.r2p); } });
+      variants.push({ name: 'netagent', ...fds });
+      loadPair('netagent without link counters', join(opts.objDir, 'nolinkstats_physical.o'), join(opts.objDir, 'nolinkstats_router.o'));
+    }
+    if (process.env.BENCH_EXTRA_BPF) {
+      loadPair(`extra (${process.env.BENCH_EXTRA_BPF})`, join(process.env.BENCH_EXTRA_BPF, 'physical.o'), join(process.env.BENCH_EXTRA_BPF, 'router.o'));
+    }
+    const toR = loadObject(join(opts.objDir, 'redirect.o')), toP = loadObject(join(opts.objDir, 'redirect.o'));
+    objs.push(toR, toP);
+    updateU32(toR.mapFd('target'), 0, t.idx.r0);
+    updateU32(toP.mapFd('target'), 0, t.idx.p0);
+    variants.push({ name: 'redirect only (limit)', p2r: toR.progFd('redirect'), r2p: toP.progFd('redirect') });
+    sb.enterRoot();
+
+    const repeat = process.env.QUICK === '1' ? 100_000 : 300_000;
+    const reps = Math.max(5, opts.reps);
+    for (const size of opts.sizes) {
+      for (const dir of ['p2r', 'r2p']) {
+        let f;
+        if (dir === 'p2r') f = frame(size, MAC.rr0, MAC.g0);
+        else {
+          const unit = Buffer.alloc(4);
+          unit.writeUInt16BE(0x8100, 0);
+          unit.writeUInt16BE(t.idx.p0, 2);
+          f = Buffer.concat([unit, unit, unit, unit, Buffer.alloc(size + 4 - 16, 0x5a)]);
+        }
+        const sinkRead = dir === 'p2r' ? tl.atRouter : tl.atPhysical;
+        const ingress = dir === 'p2r' ? t.idx.p0 : t.idx.r0;
+        const runs = new Map(variants.map((v) => [v.name, []]));
+        for (let rep = 0; rep < reps; rep++) {
+          for (const v of variants) {
+            const r = await once((n) => {
+              sb.enter(t.D);
+              try { return testRun(v[dir], f, { ingressIfindex: ingress, repeat: n, live: true }); } finally { sb.enterRoot(); }
+            }, sinkRead, repeat);
+            if (r.delivered !== repeat) throw new Error(`program cost: ${v.name} ${DIRS[dir]} delivered ${r.delivered} of ${repeat} frames`);
+            runs.get(v.name).push(r.kernelNsPerFrame);
+          }
+        }
+        const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+        const limit = med(runs.get('redirect only (limit)'));
+        for (const v of variants) {
+          const ns = med(runs.get(v.name));
+          rows.push({ variant: v.name, size, dir, nsPerFrame: ns, vsLimit: ns / limit, runs: runs.get(v.name) });
+          log(`  program cost ${v.name} ${size} B ${DIRS[dir]}: ${ns} ns/frame (${(ns / limit).toFixed(2)}x the redirect-only limit)`);
+        }
+      }
+    }
+  } finally {
+    sb.enterRoot();
+    for (const o of objs) { try { o.close(); } catch { /* best effort */ } }
+    try { fw?.close(); } catch { /* best effort */ }
+    try { tl.close(); } catch { /* best effort */ }
+    sb.dropNetns(t.G); sb.dropNetns(t.D); sb.dropNetns(t.R);
+    for (const d of pins) sb.dropBpffs(d);
+  }
+  return rows;
+}
+
 /**
  * Every forwarder (netagent skb/native, published skb/native, bridge) gets
  * a topology of its own, all set up first; then, per frame size and
@@ -253,6 +361,10 @@ export async function runDataPlane(sb, opts, log) {
       const r = br.tl.inject(br.t.D, br.t.idx.p0, br.tl.dropFd, frame(64, MAC.rr0, MAC.g0), 1_000_000);
       out.injectorNs = r.durationNs;
       log(`  injector alone (restore + tail call + XDP_DROP): ${r.durationNs} ns/frame`);
+    }
+    out.programCost = await programCost(sb, opts, log);
+    for (const r of out.programCost.filter((x) => x.variant !== 'redirect only (limit)')) {
+      out.notes.push(`program cost, ${r.variant}, ${r.size} B ${DIRS[r.dir]}: ${r.nsPerFrame} ns/frame = ${r.vsLimit.toFixed(2)}x a redirect-only XDP program (live BPF_PROG_TEST_RUN, median of ${r.runs.length})`);
     }
     for (const x of setups) {
       if (x.d?.counters) out.notes.push(`netagent's own counters after the ${x.mode}-mode runs: ${JSON.stringify(Object.fromEntries(Object.entries(x.d.counters()).filter(([, v]) => v > 0n).map(([k, v]) => [k, Number(v)])))}`);

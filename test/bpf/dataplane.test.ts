@@ -2,13 +2,15 @@
 // the "net VM" (a namespace of its own); two "LAN" namespaces hang off two
 // physical veths, and a "router" namespace off the router link
 // (MAC 02:01:00:00:00:01). Frames are sent and captured with AF_PACKET
-// (test/lib/pkt.py); all test frames use ethertype 0x88b5 and captures
+// (test/lib/pkt.py; captures last 1.5 s: the sender is a python process
+// that starts late on a loaded machine); all test frames use ethertype 0x88b5 and captures
 // filter on it, and IPv6 is off everywhere, so link-up chatter cannot count.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { Forwarder, COUNTER_NAMES } from '../../agent/bpf/forwarder.js';
+import { Forwarder, COUNTER_NAMES, type LinkCounters } from '../../agent/bpf/forwarder.js';
+import { chooseVid } from '../../agent/bpf/vid.js';
 import { silentLogger } from '../../agent/log.js';
 import { Sandbox, ROOT, ipJson, inNs, ownNetns, run } from '../lib/sandbox.js';
 import { ethFrame, withTag, hex, prng, randomBytes, ETH_P_8021AD, ETH_P_TEST } from '../lib/frames.js';
@@ -22,22 +24,25 @@ const pinDir = sb.bpffs();
 
 const noIpv6 = ['sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'];
 run(noIpv6[0]!, noIpv6.slice(1));
-const lan1 = sb.netns('lan'), lan2 = sb.netns('lan'), rtr = sb.netns('rtr');
-for (const ns of [lan1, lan2, rtr]) run('nsenter', inNs(ns, noIpv6).slice(1));
+const lan1 = sb.netns('lan'), lan2 = sb.netns('lan'), lan3 = sb.netns('lan'), rtr = sb.netns('rtr');
+for (const ns of [lan1, lan2, lan3, rtr]) run('nsenter', inNs(ns, noIpv6).slice(1));
 
 const p1 = sb.veth(null, lan1, { macB: '02:aa:00:00:00:01' });
 const p2 = sb.veth(null, lan2, { macB: '02:aa:00:00:00:02' });
+// A NIC whose ifindex does not fit a VLAN ID (a long-lived VM after ~4000 hotplugs).
+const p3 = sb.veth(null, lan3, { indexA: 5000, macB: '02:aa:00:00:00:03' });
 const rl = sb.veth(null, rtr, { macA: '02:01:00:00:00:01', macB: '02:bb:00:00:00:01' });
 const ifindex = (name: string): number => ipJson(null, 'link', 'show', name)[0].ifindex as number;
-const P1 = ifindex(p1.a), P2 = ifindex(p2.a), RL = ifindex(rl.a);
+const P1 = ifindex(p1.a), P2 = ifindex(p2.a), P3 = ifindex(p3.a), RL = ifindex(rl.a);
 
 const fw = Forwarder.open({ bpfDir: join(ROOT, 'build', 'bpf'), pinDir, log: silentLogger });
 
 interface Tap { ns: string; ifname: string }
+const LAN3: Tap = { ns: lan3, ifname: p3.b };
 const LAN1: Tap = { ns: lan1, ifname: p1.b }, LAN2: Tap = { ns: lan2, ifname: p2.b }, ROUTER: Tap = { ns: rtr, ifname: rl.b };
 
 /** Starts captures on every tap, sends `frames` from `from`, returns what each tap saw (0x88b5 frames only). */
-async function exchange(from: Tap, frames: Buffer[], taps: Tap[], ms = 400): Promise<string[][]> {
+async function exchange(from: Tap, frames: Buffer[], taps: Tap[], ms = 1500): Promise<string[][]> {
   const procs = taps.map((t) => {
     const child = sb.spawn(inNs(t.ns, [PY, PKT, 'capture', t.ifname, String(ms), `0x${ETH_P_TEST.toString(16)}`]));
     let out = '';
@@ -68,7 +73,7 @@ function delta(before: Record<string, bigint>): Record<string, number> {
 }
 
 test.after(() => {
-  for (const l of [{ ifindex: P1, name: p1.a }, { ifindex: P2, name: p2.a }, { ifindex: RL, name: rl.a }]) {
+  for (const l of [{ ifindex: P1, name: p1.a }, { ifindex: P2, name: p2.a }, { ifindex: P3, name: p3.a }, { ifindex: RL, name: rl.a }]) {
     try { fw.detach(l); } catch { /* link already gone */ }
   }
   fw.close();
@@ -126,7 +131,8 @@ test('frames for an unknown VID, the router link itself, with PCP set, or untagg
   const before = fw.counters();
   const seen = await exchange(ROUTER, frames, [LAN1, LAN2, ROUTER]);
   assert.equal(seen, [[], [], []]);
-  assert.equal(delta(before), { router_drop_vid_unknown: 1, router_drop_vid_self: 1, router_drop_pcp_dei: 1, router_drop_untagged: 1 });
+  // The router link's ifindex is no VID of a NIC: unknown like any other.
+  assert.equal(delta(before), { router_drop_vid_unknown: 2, router_drop_pcp_dei: 1, router_drop_untagged: 1 });
 });
 
 test('a NIC removed from the allowlist gets nothing; with router_iface cleared LAN frames go nowhere', async () => {
@@ -142,6 +148,77 @@ test('a NIC removed from the allowlist gets nothing; with router_iface cleared L
   assert.equal(seen, [[], []]);
   assert.equal(delta(before), { physical_drop_no_router: 1 });
   fw.setRouterIface(RL);
+});
+
+/** A link's counters as plain numbers (drops: only those > 0). */
+function plain(c: LinkCounters | undefined): Record<string, unknown> {
+  if (!c) return {};
+  const drops = Object.fromEntries(Object.entries(c.drops).filter(([, v]) => v > 0n).map(([k, v]) => [k, Number(v)]));
+  return { rx: [Number(c.rxPackets), Number(c.rxBytes)], tx: [Number(c.txPackets), Number(c.txBytes)], drops };
+}
+const sum = (fs: Buffer[]): number => fs.reduce((a, f) => a + f.length, 0);
+
+test('a NIC at ifindex 5000 gets a free VID; frames cross both ways with that tag; its counters match what was sent', async () => {
+  assert.is(P3, 5000);
+  assert.is(fw.attach({ ifindex: P3, name: p3.a }, 'physical', 'skb').mode, 'skb');
+  const choice = chooseVid({ ifindex: P3, name: p3.a, mac: null }, fw.nicVids());
+  assert.equal(choice, { vid: 4094, why: 'free' }, 'the highest free VID: not the preferred uplink by accident');
+  fw.setNicVid(P3, 4094);
+  assert.equal(plain(fw.nicCounters().get(P3)), { rx: [0, 0], tx: [0, 0], drops: {} }, 'a new VID starts at zero');
+
+  const rand = prng(9);
+  const up = [60, 333, 1514].map((len) => ethFrame({ dst: '02:01:00:00:00:01', src: '02:aa:00:00:00:03', payload: randomBytes(rand, len - 14) }));
+  const rlBefore = fw.nicCounters().get(RL)!;
+  let [atRouter, atOther] = await exchange(LAN3, up, [ROUTER, LAN1]);
+  assert.equal(atRouter, up.map((f) => hex(withTag(f, 4094))), 'the router sees VID 4094');
+  assert.equal(atOther, []);
+
+  const down = [60, 1514].map((len) => ethFrame({ dst: 'ff:ff:ff:ff:ff:ff', src: '02:bb:00:00:00:01', payload: randomBytes(rand, len - 14) }));
+  [atOther, atRouter] = await exchange(ROUTER, down.map((f) => withTag(f, 4094)), [LAN3, LAN1]);
+  assert.equal(atOther, down.map(hex), 'VID 4094 reaches the NIC at 5000, untagged');
+  assert.equal(atRouter, [], 'and nothing else');
+
+  assert.equal(plain(fw.nicCounters().get(P3)), { rx: [up.length, sum(up)], tx: [down.length, sum(down)], drops: {} });
+  const rl = fw.nicCounters().get(RL)!;
+  assert.is(rl.role, 'router');
+  assert.is(Number(rl.txPackets - rlBefore.txPackets), up.length, 'router link tx: the frames physical sent it');
+  assert.is(Number(rl.txBytes - rlBefore.txBytes), sum(up) + 4 * up.length, 'tagged bytes');
+  assert.is(Number(rl.rxPackets - rlBefore.rxPackets), down.length);
+  assert.is(Number(rl.rxBytes - rlBefore.rxBytes), sum(down) + 4 * down.length);
+});
+
+test('a pinned VID (by name): the NIC moves to it both ways; its old VID then reaches nothing and is counted', async () => {
+  const pins = { [p2.a]: 10 };
+  const choice = chooseVid({ ifindex: P2, name: p2.a, mac: null }, fw.nicVids(), pins);
+  assert.equal(choice, { vid: 10, why: 'pin' });
+  fw.setNicVid(P2, 10);
+  assert.is(fw.nicVids().get(P2), 10);
+  assert.is(fw.vidEgress().get(10), P2);
+  assert.not.ok(fw.vidEgress().has(P2), 'the old VID (= ifindex) is gone');
+
+  const up = [ethFrame({ dst: '02:01:00:00:00:01', src: '02:aa:00:00:00:02', payload: 100 })];
+  const [atRouter] = await exchange(LAN2, up, [ROUTER]);
+  assert.equal(atRouter, up.map((f) => hex(withTag(f, 10))));
+
+  const inner = ethFrame({ dst: 'ff:ff:ff:ff:ff:ff', src: '02:bb:00:00:00:01', payload: 46 });
+  const rlBefore = fw.nicCounters().get(RL)!;
+  const before = fw.counters();
+  const seen = await exchange(ROUTER, [withTag(inner, 10), withTag(inner, P2), withTag(inner, 3000)], [LAN2, LAN1, LAN3]);
+  assert.equal(seen, [[hex(inner)], [], []], 'VID 10 reaches LAN2; the old VID and an unmapped one reach nobody');
+  assert.equal(delta(before), { router_forwarded: 1, router_drop_vid_unknown: 2 });
+  const rl = fw.nicCounters().get(RL)!;
+  assert.is(Number(rl.drops.vid_unknown - rlBefore.drops.vid_unknown), 2, 'counted on the router link');
+  assert.is(Number(rl.rxPackets - rlBefore.rxPackets), 3);
+  assert.equal(plain(fw.nicCounters().get(P2)), { rx: [1, sum(up)], tx: [1, inner.length], drops: {} });
+});
+
+test('a NIC whose VID is cleared gets nothing and sends nothing (dropped as no_vid)', async () => {
+  assert.is(fw.clearNic(P3), true);
+  assert.not.ok(fw.nicCounters().has(P3));
+  const before = fw.counters();
+  const seen = await exchange(LAN3, [ethFrame({ payload: 46 })], [ROUTER]);
+  assert.equal(seen, [[]]);
+  assert.equal(delta(before), { physical_drop_no_vid: 1 });
 });
 
 test.run();

@@ -16,7 +16,7 @@ import { BpfError } from '../../agent/bpf/errors.js';
 import { silentLogger } from '../../agent/log.js';
 import { Sandbox, ROOT, ipJson, ownNetns } from '../lib/sandbox.js';
 import {
-  ethFrame, withTag, hex, prng, randomBytes, expectPhysical, expectRouter,
+  ethFrame, withTag, withoutTag, hex, prng, randomBytes, expectPhysical,
   ETH_P_8021Q, ETH_P_8021AD, type Expected,
 } from '../lib/frames.js';
 
@@ -40,6 +40,26 @@ function delta(before: Record<string, bigint>): Record<string, number> {
   return out;
 }
 
+/** physical with VIDs from the map (vids: ifindex -> VID; a NIC without one is dropped). */
+function expectPhys(frame: Buffer, ingress: number, vids: ReadonlyMap<number, number>, routerSet: boolean): Expected {
+  const vid = vids.get(ingress);
+  if (vid === undefined) return { verdict: 'drop', counter: 'physical_drop_no_vid' };
+  return expectPhysical(frame, vid, routerSet);
+}
+
+/** router with VIDs mapped to NICs (egress: VID -> ifindex); a VID leading back to the ingress link is dropped. */
+function expectRouterV(frame: Buffer, ingress: number, egress: ReadonlyMap<number, number>): Expected {
+  const tpid = frame.readUInt16BE(12);
+  if (tpid !== ETH_P_8021Q && tpid !== ETH_P_8021AD) return { verdict: 'drop', counter: 'router_drop_untagged' };
+  if (frame.length < 18) return { verdict: 'drop', counter: 'router_drop_short' };
+  const tci = frame.readUInt16BE(14);
+  if (tci & 0xf000) return { verdict: 'drop', counter: 'router_drop_pcp_dei' };
+  const target = egress.get(tci & 0xfff);
+  if (target === undefined) return { verdict: 'drop', counter: 'router_drop_vid_unknown' };
+  if (target === ingress) return { verdict: 'drop', counter: 'router_drop_vid_self' };
+  return { verdict: 'redirect', counter: 'router_forwarded', out: withoutTag(frame) };
+}
+
 function check(program: XdpProgram, frame: Buffer, ingress: number, exp: Expected, what: string): void {
   const r = fw.testRun(program, frame, { ingressIfindex: ingress });
   assert.is(r.verdict, exp.verdict, `${what}: verdict`);
@@ -48,7 +68,8 @@ function check(program: XdpProgram, frame: Buffer, ingress: number, exp: Expecte
 
 test.before.each(() => {
   fw.setRouterIface(null);
-  for (const i of fw.egress()) fw.disallowEgress(i);
+  for (const i of fw.nicVids().keys()) fw.clearNic(i);
+  for (const [vid, i] of fw.vidEgress()) assert.unreachable(`VID ${vid} -> ${i} left after clearNic`);
 });
 
 test.after(() => {
@@ -63,6 +84,7 @@ test('setup: the big veth really has ifindex 5000', () => {
 
 test('physical pushes one 802.1Q tag with VID = ingress ifindex, rest byte-identical', () => {
   fw.setRouterIface(RL);
+  for (const i of [NIC, NIC2, 1]) fw.allowEgress(i);
   assert.is(fw.routerIface(), RL);
   for (const ingress of [NIC, NIC2, 1]) {
     const frame = ethFrame({ payload: randomBytes(prng(ingress), 50) });
@@ -81,18 +103,57 @@ test('physical pushes one 802.1Q tag with VID = ingress ifindex, rest byte-ident
 });
 
 test('physical drops (and counts) when router_iface is empty: no XDP_ABORTED', () => {
+  fw.setNicVid(NIC, NIC);
   const before = fw.counters();
   const r = fw.testRun('physical', ethFrame(), { ingressIfindex: NIC });
   assert.is(r.verdict, 'drop');
   assert.equal(delta(before), { physical_drop_no_router: 1 });
 });
 
-test('physical drops (and counts) frames from an ifindex above 4095', () => {
+test('physical drops (and counts) frames from a NIC without a VID, ifindex above 4095 or not', () => {
   fw.setRouterIface(RL);
+  for (const ingress of [BIG, NIC]) {
+    const before = fw.counters();
+    const r = fw.testRun('physical', ethFrame(), { ingressIfindex: ingress });
+    assert.is(r.verdict, 'drop');
+    assert.equal(delta(before), { physical_drop_no_vid: 1 });
+  }
+  assert.throws(() => fw.allowEgress(BIG), (e: BpfError) => e.code === 'ERANGE' && /setNicVid/.test(e.hint ?? ''));
+});
+
+test('a NIC at ifindex 5000 with VID 4000: tagged 4000 one way, VID 4000 reaches it the other; both maps agree', () => {
+  fw.setRouterIface(RL);
+  fw.setNicVid(BIG, 4000);
+  assert.equal([...fw.nicVids()], [[BIG, 4000]]);
+  assert.equal([...fw.vidEgress()], [[4000, BIG]]);
+  assert.equal(fw.egress(), [BIG]);
+  const frame = ethFrame({ payload: 60 });
+  const r = fw.testRun('physical', frame, { ingressIfindex: BIG });
+  assert.is(r.verdict, 'redirect');
+  assert.is(hex(r.data), hex(withTag(frame, 4000)));
+  const back = fw.testRun('router', withTag(frame, 4000), { ingressIfindex: RL });
+  assert.is(back.verdict, 'redirect');
+  assert.is(hex(back.data), hex(frame));
+  // The ifindex itself means nothing to router now:
   const before = fw.counters();
-  const r = fw.testRun('physical', ethFrame(), { ingressIfindex: BIG });
-  assert.is(r.verdict, 'drop');
-  assert.equal(delta(before), { physical_drop_ifindex: 1 });
+  assert.is(fw.testRun('router', withTag(frame, BIG & 0xfff), { ingressIfindex: RL }).verdict, 'drop');
+  assert.equal(delta(before), { router_drop_vid_unknown: 1 });
+});
+
+test('setNicVid: VIDs 0 and 4095 refused, a VID held by another NIC refused, moving a VID leaves no stale entry', () => {
+  for (const bad of [0, 4095, 4096, -1, 1.5]) assert.throws(() => fw.setNicVid(NIC, bad), (e: BpfError) => e.code === 'ERANGE', `VID ${bad}`);
+  fw.setNicVid(NIC, 100);
+  assert.throws(() => fw.setNicVid(NIC2, 100), (e: BpfError) => e.code === 'EEXIST' && e.hint!.includes(`clearNic(${NIC})`));
+  fw.setNicVid(NIC, 100); // idempotent
+  fw.setNicVid(NIC, 200);
+  assert.equal([...fw.nicVids()], [[NIC, 200]]);
+  assert.equal([...fw.vidEgress()], [[200, NIC]], 'VID 100 is gone');
+  fw.setNicVid(NIC2, 100); // free again
+  assert.is(fw.clearNic(NIC), true);
+  assert.is(fw.clearNic(NIC), false);
+  assert.equal([...fw.vidEgress()], [[100, NIC2]]);
+  assert.throws(() => fw.setNicVid(999_999, 300), (e: BpfError) => /no such link/.test(e.hint ?? ''));
+  assert.equal([...fw.nicVids()], [[NIC2, 100]], 'a failed setNicVid leaves nothing behind');
 });
 
 test('the kernel refuses test frames under 14 bytes (EINVAL) before the program runs', () => {
@@ -165,19 +226,19 @@ test('router drops and counts: untagged, unknown VID, VID 0, its own link, PCP/D
 test('every length 14..1518 through both programs: verdict and output as specified, never aborted', () => {
   fw.setRouterIface(RL);
   fw.allowEgress(NIC);
-  const allowed = new Set([NIC]);
+  const vids = new Map([[NIC, NIC]]);
   const rand = prng(1518);
   const before = fw.counters();
   let runs = 0;
   for (let len = 14; len <= 1518; len++) {
     const plain = randomBytes(rand, len);
-    check('physical', plain, NIC, expectPhysical(plain, NIC, true), `physical len ${len}`);
+    check('physical', plain, NIC, expectPhys(plain, NIC, vids, true), `physical len ${len}`);
     // For router: the same bytes with the TPID forced at offset 12 and a VID that is allowed.
     const tagged = Buffer.from(plain);
     tagged.writeUInt16BE(len % 2 ? ETH_P_8021Q : ETH_P_8021AD, 12);
     if (len >= 16) tagged.writeUInt16BE(NIC, 14);
-    check('router', tagged, RL, expectRouter(tagged, RL, allowed), `router tagged len ${len}`);
-    check('router', plain, RL, expectRouter(plain, RL, allowed), `router random len ${len}`);
+    check('router', tagged, RL, expectRouterV(tagged, RL, vids), `router tagged len ${len}`);
+    check('router', plain, RL, expectRouterV(plain, RL, vids), `router random len ${len}`);
     runs += 3;
   }
   const d = delta(before);
@@ -188,9 +249,20 @@ test('every length 14..1518 through both programs: verdict and output as specifi
 test('4000 random frames (seeded) against the reference model, counters included', () => {
   const rand = prng(0x5eed);
   const ingresses = [NIC, NIC2, RL, BIG, 1];
-  const allowed = new Set([NIC, NIC2]);
-  for (const i of allowed) fw.allowEgress(i);
+  // NIC keeps its ifindex, NIC2 and BIG get other VIDs, RL and lo have none.
+  const vids = new Map([[NIC, NIC], [NIC2, 7], [BIG, 4094]]);
+  for (const [i, v] of vids) fw.setNicVid(i, v);
+  const egress = new Map([...vids].map(([i, v]) => [v, i]));
   const expectCounts: Record<string, number> = {};
+  type Want = { rxPackets: number; rxBytes: number; txPackets: number; txBytes: number; drops: Record<string, number> };
+  const links = new Map<number, Want>();
+  const link = (i: number): Want => {
+    if (!links.has(i)) links.set(i, { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, drops: {} });
+    return links.get(i)!;
+  };
+  fw.setRouterIface(RL);
+  fw.setRouterIface(NIC); // another router link: slot 0 starts again at zero when RL comes back
+  fw.setRouterIface(RL);
   const before = fw.counters();
   let routerSet = false;
   for (let n = 0; n < 4000; n++) {
@@ -204,19 +276,40 @@ test('4000 random frames (seeded) against the reference model, counters included
     if (rand() < 0.5 && len >= 18) {
       frame.writeUInt16BE(rand() < 0.5 ? ETH_P_8021Q : ETH_P_8021AD, 12);
       const pick = rand();
-      const vid = pick < 0.4 ? NIC : pick < 0.6 ? NIC2 : pick < 0.7 ? RL : Math.floor(rand() * 4096);
+      const vid = pick < 0.3 ? NIC : pick < 0.45 ? 7 : pick < 0.6 ? 4094 : pick < 0.7 ? NIC2 : Math.floor(rand() * 4096);
       frame.writeUInt16BE((rand() < 0.8 ? 0 : Math.floor(rand() * 16) << 12) | vid, 14);
     }
     const ingress = ingresses[Math.floor(rand() * ingresses.length)]!;
     const program: XdpProgram = rand() < 0.5 ? 'physical' : 'router';
-    const exp = program === 'physical' ? expectPhysical(frame, ingress, routerSet) : expectRouter(frame, ingress, allowed);
+    const exp = program === 'physical' ? expectPhys(frame, ingress, vids, routerSet) : expectRouterV(frame, ingress, egress);
     const r = fw.testRun(program, frame, { ingressIfindex: ingress });
     assert.is.not(r.verdict, 'aborted');
     assert.is(r.verdict, exp.verdict, `frame ${n} (${program}, ingress ${ingress}, ${len} bytes)`);
     assert.is(hex(r.data), hex(exp.out ?? frame), `frame ${n}: output`);
     expectCounts[exp.counter] = (expectCounts[exp.counter] ?? 0) + 1;
+    // Per link: rx on the link whose program ran (a NIC by its VID, the router slot), tx where it was sent.
+    const rxLink = program === 'router' ? RL : vids.has(ingress) ? ingress : null;
+    if (rxLink !== null) {
+      const l = link(rxLink);
+      l.rxPackets++; l.rxBytes += len;
+      if (exp.verdict === 'drop') l.drops[exp.counter.replace(/^(physical|router)_drop_/, '')] = (l.drops[exp.counter.replace(/^(physical|router)_drop_/, '')] ?? 0) + 1;
+    }
+    if (exp.verdict === 'redirect') {
+      const l = link(program === 'physical' ? RL : egress.get(frame.readUInt16BE(14) & 0xfff)!);
+      l.txPackets++; l.txBytes += program === 'physical' ? len + 4 : len - 4;
+    }
   }
   assert.equal(delta(before), expectCounts);
+  fw.setRouterIface(RL); // after a clear, the router link's counters continue
+  const got = fw.nicCounters();
+  assert.equal([...got.keys()].sort((a, b) => a - b), [NIC, NIC2, RL, BIG].sort((a, b) => a - b));
+  for (const [ifindex, want] of links) {
+    const c = got.get(ifindex)!;
+    assert.is(c.role, ifindex === RL ? 'router' : 'nic');
+    assert.is(c.vid, ifindex === RL ? null : vids.get(ifindex));
+    const drops = Object.fromEntries(Object.entries(c.drops).filter(([, v]) => v > 0n).map(([k, v]) => [k, Number(v)]));
+    assert.equal({ rxPackets: Number(c.rxPackets), rxBytes: Number(c.rxBytes), txPackets: Number(c.txPackets), txBytes: Number(c.txBytes), drops }, want, `link ${ifindex}`);
+  }
   console.log(`random frames by outcome: ${JSON.stringify(expectCounts)}`);
 });
 
