@@ -30,7 +30,7 @@ Logs JSON lines (pino) to stdout; \`netagent log\` reads them back.`,
   },
   status: {
     usage: 'netagent status [--json] [--socket PATH]',
-    summary: "Ask the running daemon for every link's role, state, addresses and XDP program.",
+    summary: "Ask the daemon for every link's role, state, addresses and XDP program.",
     details: 'Exit 0 when it answers, 1 with a one-line reason when not.',
     options: [
       ['--json', 'the whole answer as JSON (SPEC.md) instead of a table'],
@@ -39,7 +39,7 @@ Logs JSON lines (pino) to stdout; \`netagent log\` reads them back.`,
   },
   log: {
     usage: 'netagent log [-n N] [-f] [--link NAME] [--level LEVEL] [--json] [--dir DIR]',
-    summary: "Show the agent's log (s6-log's files in the VM), one readable line per record.",
+    summary: "Show the agent's log, one readable line per record; -f follows it.",
     details: `Each line: local time (with the date when not today), level, link, message
 and the fields that matter (err, action, attempt, retryInMs...). Lines that
 are not records (a script's echo, a crash's stack trace) are shown as they
@@ -59,20 +59,22 @@ function commandHelp(name: string): string {
   const c = COMMANDS[name]!;
   const options: Array<[string, string]> = [...c.options, ['-h, --help', 'this help']];
   const w = Math.max(...options.map(([o]) => o.length));
-  const lines = options.map(([o, d]) => wrap(`  ${o.padEnd(w)}  ${d}`, w + 4));
-  return `usage: ${c.usage}\n\n${c.summary}\n${c.details ? `${c.details}\n` : ''}\noptions:\n${lines.join('\n')}\n`;
+  const lines = options.map(([o, d]) => wrap(`  ${o.padEnd(w)}  `, d, w + 4));
+  return `${wrap('usage: ', c.usage, 'usage: netagent '.length + name.length + 1)}\n\n${c.summary}\n${c.details ? `${c.details}\n` : ''}\noptions:\n${lines.join('\n')}\n`;
 }
 
-/** Word-wraps a line at 80 columns (a serial console), continuing at column `indent`. */
-function wrap(line: string, indent: number): string {
+/** `prefix` then `text` word-wrapped at 80 columns (a serial console), continuing at column `indent`; a usage's [--option VALUE] stays whole. */
+function wrap(prefix: string, text: string, indent: number): string {
   const out: string[] = [];
   let cur = '';
-  for (const word of line.split(/(?<=\S) (?=\S)/)) {
-    if (cur && cur.length + 1 + word.length > 80) {
+  for (const word of text.match(/\[[^\]]*\]|\S+/g) ?? []) {
+    if (!cur) {
+      cur = prefix + word;
+    } else if (cur.length + 1 + word.length > 80) {
       out.push(cur);
       cur = ' '.repeat(indent) + word;
     } else {
-      cur = cur ? `${cur} ${word}` : word;
+      cur = `${cur} ${word}`;
     }
   }
   out.push(cur);
@@ -82,7 +84,7 @@ function wrap(line: string, indent: number): string {
 const HELP = `netagent ${VERSION}: the networking agent of the network VM
 
 usage:
-${Object.values(COMMANDS).map((c) => `  ${c.usage}\n      ${c.summary}`).join('\n')}
+${Object.entries(COMMANDS).map(([name, c]) => `${wrap('  ', c.usage, '  netagent '.length + name.length + 1)}\n      ${c.summary}`).join('\n')}
   netagent help [COMMAND] | COMMAND --help
       Help, for one command: what it does and every option.
   netagent --version
