@@ -113,7 +113,13 @@ export class LogFollower {
     // them: when a second listing is the same, no rotation came in between,
     // so those files and our descriptor are the whole log, each line once.
     for (let tries = 0; ; tries++) {
-      const before = logFiles(this.dir).filter((f) => f !== this.current);
+      let before: string[];
+      try {
+        before = logFiles(this.dir).filter((f) => f !== this.current);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        before = []; // no directory yet: s6-log creates it when it starts
+      }
       if (!this.open()) {
         // No log yet (the logger not started): nothing before, everything from when it appears.
         this.noteWaiting();
