@@ -1,25 +1,93 @@
-// netagent's command line: `run` (the daemon), `status` (ask it), help, version.
+// netagent's command line: `run` (the daemon), `status` (ask it), `log`
+// (read its log), help, version.
 import { makeLogger } from './log.js';
 import { DEFAULT_PATHS, ConfigError, type Paths } from './config.js';
 import { VERSION } from './version.js';
 
+interface CommandHelp {
+  usage: string;
+  /** One line for `netagent --help`. */
+  summary: string;
+  /** More for `netagent help COMMAND`. */
+  details?: string;
+  options: Array<[string, string]>;
+}
+
+/** Every command's help, in the order `netagent --help` lists them. */
+const COMMANDS: Record<string, CommandHelp> = {
+  run: {
+    usage: 'netagent run [--config FILE] [--socket PATH] [--bpf-dir DIR] [--pin-dir DIR] [--notify-fd N]',
+    summary: 'Run the daemon in the foreground.',
+    details: `Watch links, configure them per the profile, load the XDP forwarder.
+Logs JSON lines (pino) to stdout; \`netagent log\` reads them back.`,
+    options: [
+      ['--config FILE', `config file (default ${DEFAULT_PATHS.config}; optional: without it, profile xdp-forwarder)`],
+      ['--socket PATH', `control socket to answer \`status\` on (default ${DEFAULT_PATHS.socket})`],
+      ['--bpf-dir DIR', `the compiled XDP programs (default ${DEFAULT_PATHS.bpfDir})`],
+      ['--pin-dir DIR', `where programs and maps are pinned (default ${DEFAULT_PATHS.pinDir})`],
+      ['--notify-fd N', 'write a newline on fd N once coldplug is done (s6 readiness); NOTIFY_FD in the environment works the same'],
+    ],
+  },
+  status: {
+    usage: 'netagent status [--json] [--socket PATH]',
+    summary: "Ask the daemon for every link's role, state, addresses and XDP program.",
+    details: 'Exit 0 when it answers, 1 with a one-line reason when not.',
+    options: [
+      ['--json', 'the whole answer as JSON (SPEC.md) instead of a table'],
+      ['--socket PATH', `the daemon's control socket (default ${DEFAULT_PATHS.socket})`],
+    ],
+  },
+  log: {
+    usage: 'netagent log [-n N] [-f] [--link NAME] [--level LEVEL] [--json] [--dir DIR]',
+    summary: "Show the agent's log, one readable line per record; -f follows it.",
+    details: `Each line: local time (with the date when not today), level, link, message
+and the fields that matter (err, action, attempt, retryInMs...). Lines that
+are not records (a script's echo, a crash's stack trace) are shown as they
+are. Colour when stdout is a terminal and NO_COLOR is not set.`,
+    options: [
+      ['-n, --lines N', 'the last N records (default 20, also with -f); "all" for the whole log'],
+      ['-f, --follow', 'then keep showing new records, across s6-log rotations, until Ctrl-C'],
+      ['--link NAME', 'only records about this link (lines that are not records are left out)'],
+      ['--level LEVEL', 'only records at LEVEL or above: trace, debug, info, warn, error, fatal'],
+      ['--json', 'the records as the agent wrote them (JSON lines, still filtered; other lines left out)'],
+      ['--dir DIR', 'the s6-log directory (default $NETAGENT_LOG_DIR, else /run/log/netagent)'],
+    ],
+  },
+};
+
+function commandHelp(name: string): string {
+  const c = COMMANDS[name]!;
+  const options: Array<[string, string]> = [...c.options, ['-h, --help', 'this help']];
+  const w = Math.max(...options.map(([o]) => o.length));
+  const lines = options.map(([o, d]) => wrap(`  ${o.padEnd(w)}  `, d, w + 4));
+  return `${wrap('usage: ', c.usage, 'usage: netagent '.length + name.length + 1)}\n\n${c.summary}\n${c.details ? `${c.details}\n` : ''}\noptions:\n${lines.join('\n')}\n`;
+}
+
+/** `prefix` then `text` word-wrapped at 80 columns (a serial console), continuing at column `indent`; a usage's [--option VALUE] stays whole. */
+function wrap(prefix: string, text: string, indent: number): string {
+  const out: string[] = [];
+  let cur = '';
+  for (const word of text.match(/\[[^\]]*\]|\S+/g) ?? []) {
+    if (!cur) {
+      cur = prefix + word;
+    } else if (cur.length + 1 + word.length > 80) {
+      out.push(cur);
+      cur = ' '.repeat(indent) + word;
+    } else {
+      cur = `${cur} ${word}`;
+    }
+  }
+  out.push(cur);
+  return out.join('\n');
+}
+
 const HELP = `netagent ${VERSION}: the networking agent of the network VM
 
 usage:
-  netagent run [--config FILE] [--socket PATH] [--bpf-dir DIR] [--pin-dir DIR] [--notify-fd N]
-      Run the daemon in the foreground: watch links, configure them per the
-      profile, load the XDP forwarder. Logs JSON lines to stdout.
-      NOTIFY_FD in the environment works like --notify-fd (s6 readiness).
-  netagent status [--json] [--socket PATH]
-      Ask the running daemon for every link's role, state, addresses and XDP
-      program. Exit 0 when it answers, 1 with a one-line reason when not.
-  netagent --help | --version
-
-defaults:
-  --config   ${DEFAULT_PATHS.config} (optional: without it, profile xdp-forwarder)
-  --socket   ${DEFAULT_PATHS.socket}
-  --bpf-dir  ${DEFAULT_PATHS.bpfDir}
-  --pin-dir  ${DEFAULT_PATHS.pinDir}
+${Object.entries(COMMANDS).map(([name, c]) => `${wrap('  ', c.usage, '  netagent '.length + name.length + 1)}\n      ${c.summary}`).join('\n')}
+  netagent help [COMMAND] | COMMAND --help
+      Help, for one command: what it does and every option.
+  netagent --version
 `;
 
 class UsageError extends Error {}
@@ -29,11 +97,25 @@ interface Parsed {
   rest: string[];
 }
 
-function parseArgs(argv: string[], valued: string[], booleans: string[]): Parsed {
+/** --name VALUE, --name=VALUE, --flag; `short` maps one-letter options (-n 5, -n5, -f) to long names. */
+function parseArgs(argv: string[], valued: string[], booleans: string[], short: Record<string, string> = {}): Parsed {
   const flags = new Map<string, string | true>();
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
+    const long = /^-([a-zA-Z])(.*)$/s.exec(a);
+    if (long && short[long[1]!]) {
+      const name = short[long[1]!]!;
+      if (valued.includes(name)) {
+        const v = long[2] || argv[++i];
+        if (v === undefined || v === '') throw new UsageError(`-${long[1]} needs a value`);
+        flags.set(name, v);
+        continue;
+      }
+      if (long[2]) throw new UsageError(`-${long[1]} takes no value (got ${a})`);
+      flags.set(name, true);
+      continue;
+    }
     if (!a.startsWith('--')) { rest.push(a); continue; }
     const [name, inline] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
     if (valued.includes(name)) {
@@ -108,13 +190,83 @@ async function cmdStatus(argv: string[]): Promise<number> {
   }
 }
 
+async function cmdLog(argv: string[]): Promise<number> {
+  const { flags, rest } = parseArgs(argv, ['lines', 'link', 'level', 'dir'], ['follow', 'json'], { n: 'lines', f: 'follow' });
+  const bad = rest.find((a) => a.startsWith('-') && a !== '-');
+  if (bad) throw new UsageError(`unknown option ${bad}`);
+  if (rest.length) throw new UsageError(`log takes no arguments (got ${rest.join(' ')})`);
+  const nArg = (flags.get('lines') as string | undefined) ?? '20';
+  if (nArg !== 'all' && !/^\d+$/.test(nArg)) throw new UsageError(`-n must be a number of records or "all" (got ${JSON.stringify(nArg)})`);
+  const n = nArg === 'all' ? Infinity : Number(nArg);
+  const { parseLevel, formatLine } = await import('./logview.js');
+  const levelArg = flags.get('level') as string | undefined;
+  const minLevel = levelArg === undefined ? undefined : parseLevel(levelArg);
+  if (minLevel === null) throw new UsageError(`--level must be one of trace, debug, info, warn, error, fatal (got ${JSON.stringify(levelArg)})`);
+  const filter = { link: flags.get('link') as string | undefined, minLevel };
+  const { DEFAULT_LOG_DIR, lastLines, LogFollower } = await import('./logdir.js');
+  const dir = (flags.get('dir') as string | undefined) ?? (process.env.NETAGENT_LOG_DIR || DEFAULT_LOG_DIR);
+  const json = flags.has('json');
+  const color = !json && process.stdout.isTTY === true && !process.env.NO_COLOR && process.env.TERM !== 'dumb';
+  // `netagent log | head` closes the pipe early: that is the reader being done, not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
+  const show = (l: import('./logview.js').LogLine) => {
+    if (json) {
+      if (l.kind === 'record') process.stdout.write(`${l.json}\n`);
+    } else {
+      process.stdout.write(`${formatLine(l, { color, now: new Date() })}\n`);
+    }
+  };
+  if (!flags.has('follow')) {
+    let lines;
+    try {
+      lines = lastLines(dir, n, filter);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      const why = err.code === 'ENOENT' ? 'no such directory' : err.code === 'EACCES' ? 'permission denied (root only?)' : err.message;
+      process.stderr.write(`netagent log: cannot read the log in ${dir}: ${why} (the VM image keeps it there; elsewhere give --dir or NETAGENT_LOG_DIR)\n`);
+      return 1;
+    }
+    for (const l of lines) show(l);
+    return 0;
+  }
+  const follower = new LogFollower(dir, {
+    lines: n,
+    filter,
+    emit: show,
+    note: (msg) => process.stderr.write(`netagent log: ${msg}\n`),
+  });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => { follower.stop(); process.exit(0); });
+  try {
+    follower.start();
+  } catch (e) {
+    process.stderr.write(`netagent log: cannot read the log in ${dir}: ${(e as Error).message}\n`);
+    follower.stop();
+    return 1;
+  }
+  return -1; // follows until interrupted
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
+  if (cmd !== undefined && Object.hasOwn(COMMANDS, cmd) && (rest.includes('--help') || rest.includes('-h'))) {
+    process.stdout.write(commandHelp(cmd));
+    return 0;
+  }
   switch (cmd) {
     case 'run': return cmdRun(rest);
     case 'status': return cmdStatus(rest);
+    case 'log': return cmdLog(rest);
     case '--version': case 'version': process.stdout.write(`netagent ${VERSION}\n`); return 0;
-    case '--help': case '-h': case 'help': process.stdout.write(HELP); return 0;
+    case '--help': case '-h': case 'help': {
+      const topic = rest[0];
+      if (topic === undefined) { process.stdout.write(HELP); return 0; }
+      if (!Object.hasOwn(COMMANDS, topic)) throw new UsageError(`no command ${JSON.stringify(topic)} (commands: ${Object.keys(COMMANDS).join(', ')})`);
+      process.stdout.write(commandHelp(topic));
+      return 0;
+    }
     case undefined: process.stderr.write(HELP); return 2;
     default: throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
   }
@@ -124,7 +276,9 @@ main(process.argv.slice(2)).then(
   (code) => { if (code >= 0) process.exitCode = code; },
   (e) => {
     if (e instanceof UsageError) {
-      process.stderr.write(`netagent: ${e.message} (see netagent --help)\n`);
+      const cmd = process.argv[2];
+      const see = cmd !== undefined && Object.hasOwn(COMMANDS, cmd) ? `netagent ${cmd} --help` : 'netagent --help';
+      process.stderr.write(`netagent: ${e.message} (see ${see})\n`);
       process.exitCode = 2;
     } else {
       process.stderr.write(`netagent: ${(e as Error).stack ?? e}\n`);
