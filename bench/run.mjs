@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync, readFileSync, existsSync, readdirSync } from 
 import { join, basename } from 'node:path';
 import { cpus, totalmem, release } from 'node:os';
 import { Sandbox, sh } from './lib/sandbox.mjs';
-import { runProfile, SUBJECTS, netagentAvailable, ROOT } from './lib/controlplane.mjs';
+import { runProfile, footprint, SUBJECTS, NODE_FLOOR, netagentAvailable, ROOT } from './lib/controlplane.mjs';
 import { runDataPlane } from './lib/dataplane.mjs';
 import { barChart, scatterChart, table, fmt, ratio } from './lib/report.mjs';
 import { summarize } from './lib/stats.mjs';
@@ -18,8 +18,8 @@ const FEW = 20;
 
 const QUICK = process.env.QUICK === '1';
 const CONFIG = QUICK
-  ? { series: 40, bursts: [10, 100], loadedSeries: 20, burstTimeoutMs: 60_000, sizes: [64, 1500], targetSec: 0.15, reps: 1 }
-  : { series: 300, bursts: [10, 100, 1000], loadedSeries: 100, burstTimeoutMs: 120_000, sizes: [64, 1500], targetSec: 0.25, reps: 7 };
+  ? { series: 40, bursts: [10, 100], loadedSeries: 20, burstTimeoutMs: 60_000, sizes: [64, 1500], targetSec: 0.15, reps: 1, startReps: 2 }
+  : { series: 300, bursts: [10, 100, 1000], loadedSeries: 100, burstTimeoutMs: 120_000, sizes: [64, 1500], targetSec: 0.25, reps: 7, startReps: 7 };
 
 const t0 = Date.now();
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
@@ -29,7 +29,7 @@ const BENCH = join(ROOT, 'bench');
 
 function preflight() {
   if (process.getuid() !== 0) throw new Error('bench: run as root (namespaces, XDP, bpffs)');
-  for (const tool of ['ip', 'bridge', 'bpftool', 'xdp-loader', 'ethtool', 'nsenter', 'clang', 'python3']) {
+  for (const tool of ['ip', 'bridge', 'bpftool', 'xdp-loader', 'ethtool', 'nsenter', 'clang', 'cc', 'python3']) {
     try { sh('sh', ['-c', `command -v ${tool}`]); } catch { throw new Error(`bench: ${tool} is missing (make deps)`); }
   }
 }
@@ -40,6 +40,13 @@ function compileBenchBpf(sb) {
   for (const f of readdirSync(join(BENCH, 'bpf')).filter((x) => x.endsWith('.c'))) {
     sh('clang', ['-O2', '-g', '-target', 'bpf', '-Wall', '-Werror', `-I/usr/include/${multiarch}`, `-I${join(BENCH, 'bpf')}`, '-c', join(BENCH, 'bpf', f), '-o', join(out, f.replace(/\.c$/, '.o'))]);
   }
+  return out;
+}
+
+/** The C limit (bench/climit.c), built against Debian's libbpf-dev into the run's temp dir. */
+function compileClimit(sb) {
+  const out = join(sb.tmpdir(), 'climit');
+  sh('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', out, join(BENCH, 'climit.c'), '-lbpf']);
   return out;
 }
 
@@ -57,14 +64,15 @@ function machine() {
   };
 }
 
-async function controlPlane(sb, pubObjDir, notes) {
+async function controlPlane(sb, pubObjDir, climit, notes) {
   const results = [];
   const haveAgent = netagentAvailable();
   if (!haveAgent) notes.push('netagent is not built (dist/agent/cli.js or build/bpf missing): control plane measured for the baselines only.');
   for (const profile of ['xdp-forwarder', 'router-routed']) {
-    const subjects = SUBJECTS.filter((s) => s.profiles.includes(profile) && (s.kind !== 'netagent' || haveAgent));
+    // The C limit loads netagent's BPF objects (build/bpf) in xdp-forwarder.
+    const subjects = SUBJECTS.filter((s) => s.profiles.includes(profile) && (s.kind !== 'netagent' || haveAgent) && (s.kind !== 'c' || haveAgent || profile !== 'xdp-forwarder'));
     log(`control plane, profile ${profile}: ${subjects.map((s) => s.id).join(', ')} side by side`);
-    const res = await runProfile(sb, subjects, profile, { ...CONFIG, pubObjDir }, log);
+    const res = await runProfile(sb, subjects, profile, { ...CONFIG, pubObjDir, climit }, log);
     for (const r of res) if (r.error) notes.push(`${r.label} (${profile}) could not be measured: ${r.error}`);
     results.push(...res);
     // The kernel tears the dropped namespaces down in the background (a few
@@ -78,19 +86,76 @@ async function controlPlane(sb, pubObjDir, notes) {
 function cpMarkdown(cp) {
   const ms = (v) => (v === null || v === undefined ? 'n/a' : `${fmt(v)} ms`);
   const rows = cp.map((r) => {
-    if (r.error) return [r.profile, r.label, 'failed', '', '', '', '', '', '', '', '', '', '', ''];
+    if (r.error) return [r.profile, r.label, 'failed', '', '', '', '', '', '', '', '', '', '', '', '', ''];
     const b = (n) => {
       const x = r.bursts?.find((y) => y.n === n);
       return x ? `${ms(x.allConfiguredMs)}${x.complete ? '' : ` (${x.configured}/${n})`}` : 'n/a';
     };
     const xdp = r.profile === 'xdp-forwarder' ? `${r.series.xdpAttached}/${r.series.n}` : '–';
     const loaded = r.loaded ? `${ms(r.loaded.p50)} / ${ms(r.loaded.p99)}` : 'n/a';
-    return [r.profile, r.label, r.subject === 'netagent' ? ms(r.startMs) : '–', r.routerLinkMs ? `${ms(r.routerLinkMs)}${r.routerLinkXdp ? '' : ' (no XDP)'}` : '–', ms(r.series.p50), ms(r.series.p90), ms(r.series.p99), xdp, b(10), b(100), b(1000), loaded,
+    const big = r.bursts?.at(-1);
+    return [r.profile, r.label, r.startMs && !r.subject.startsWith('script') ? ms(r.startMs) : '–', r.routerLinkMs ? `${ms(r.routerLinkMs)}${r.routerLinkXdp ? '' : ' (no XDP)'}` : '–', ms(r.series.p50), ms(r.series.p90), ms(r.series.p99), xdp, b(10), b(100), b(1000), loaded,
       r.rssIdleKiB ? `${(r.rssIdleKiB / 1024).toFixed(1)} MiB` : '–',
-      r.rssAfterKiB ? `${(r.rssAfterKiB / 1024).toFixed(1)} MiB (${r.linksAtRss} links)` : '–'];
+      r.rssAfterKiB ? `${(r.rssAfterKiB / 1024).toFixed(1)} MiB (${r.linksAtRss} links)` : '–',
+      `${us(r.series.cpuUs)} / ${us(r.loaded?.cpuUs)}`, big ? `${us(big.cpuUs)} (N = ${big.n})` : 'n/a'];
   });
-  return table(['profile', 'subject', 'start→ready', 'router link', 'hotplug p50', 'p90', 'p99', 'XDP attached', 'all of 10', 'all of 100', 'all of 1000', `hotplug p50 / p99 with ${cp.find((r) => r.loaded)?.loaded.linksBefore ?? '…'} links present`, 'RSS idle', 'RSS after bursts'], rows);
+  return table(['profile', 'subject', 'start→ready', 'router link', 'hotplug p50', 'p90', 'p99', 'XDP attached', 'all of 10', 'all of 100', 'all of 1000', `hotplug p50 / p99 with ${cp.find((r) => r.loaded)?.loaded.linksBefore ?? '…'} links present`, 'RSS idle', 'RSS after bursts', `CPU per hotplug (series / with ${cp.find((r) => r.loaded)?.loaded.linksBefore ?? '…'} links present)`, 'CPU per link, largest burst'], rows);
 }
+
+const us = (v) => (v === null || v === undefined || Number.isNaN(v) ? 'n/a' : `${fmt(v)} µs`);
+const mib = (kib) => (kib ? `${(kib / 1024).toFixed(1)} MiB` : 'n/a');
+/** a / b as "12×" / "0.41×", or n/a. */
+const times = (a, b) => {
+  const v = ratio(a, b);
+  return v === null ? 'n/a' : `${v >= 10 ? v.toFixed(0) : v.toPrecision(2)}×`;
+};
+
+/**
+ * netagent against the physical limit (the C agent) and against the
+ * published approach, per measure: the ratios are netagent / C (how many
+ * times the limit's time, CPU or memory netagent needs) and netagent /
+ * script (below 1×: netagent needs less).
+ */
+function limitMarkdown(cp, fp) {
+  const get = (subject, profile) => cp.find((r) => r.subject === subject && r.profile === profile && !r.error);
+  const rows = [];
+  for (const profile of ['xdp-forwarder', 'router-routed']) {
+    const a = get('netagent', profile), c = get('climit', profile), s = get(profile === 'xdp-forwarder' ? 'script-working' : 'script', profile);
+    if (!a) continue;
+    const few = (r) => summarize((r?.points ?? []).filter(([n]) => n <= FEW).map(([, v]) => v)).p50;
+    const burst = (r, n) => r?.bursts?.find((b) => b.n === n && b.complete);
+    const loadedN = a.loaded?.linksBefore ?? '…';
+    const measures = [
+      [`hotplug → configured, p50, at most ${FEW} links present`, few, ms],
+      ['hotplug → configured, p50 over the series', (r) => r?.series.p50, ms],
+      ['hotplug → configured, p99 over the series', (r) => r?.series.p99, ms],
+      [`hotplug → configured, p50, with ${loadedN} links present`, (r) => r?.loaded?.p50, ms],
+      [`hotplug → configured, p99, with ${loadedN} links present`, (r) => r?.loaded?.p99, ms],
+      ...CONFIG.bursts.map((n) => [`${n} links at once, all configured`, (r) => burst(r, n)?.allConfiguredMs, ms]),
+      ['CPU per hotplug (series)', (r) => r?.series.cpuUs, us],
+      [`CPU per hotplug, with ${loadedN} links present`, (r) => r?.loaded?.cpuUs, us],
+      ...CONFIG.bursts.slice(-1).map((n) => [`CPU per link, ${n} links at once`, (r) => burst(r, n)?.cpuUs ?? r?.bursts?.find((b) => b.n === n)?.cpuUs, us]),
+      ['start → ready (this run, one start)', (r) => (r?.subject.startsWith('script') ? null : r?.startMs), ms],
+      ['RSS idle', (r) => r?.rssIdleKiB, mib],
+      ['RSS after the bursts', (r) => r?.rssAfterKiB, mib],
+    ];
+    for (const [name, f, show] of measures) {
+      const va = f(a), vc = f(c), vs = f(s);
+      rows.push([profile, name, show(va), show(vc), show(vs), times(va, vc), times(va, vs)]);
+    }
+  }
+  const main = table(['profile', 'measure', 'netagent', 'C limit', 'published approach', 'netagent / C', 'netagent / script'], rows);
+  if (!fp) return main;
+  const fa = fp.find((r) => r.subject === 'netagent'), fc = fp.find((r) => r.subject === 'climit'), fn = fp.find((r) => r.subject === 'node-floor');
+  const frow = (r) => [r.label, `${ms(r.start.p50)} (${ms(r.start.min)} – ${ms(r.start.max)})`, mib(r.rss.p50), times(fa?.start.p50, r.start.p50), times(fa?.rss.p50, r.rss.p50)];
+  const foot = table(['process', 'start → ready, p50 (min – max)', 'idle RSS, p50', 'netagent / this (start)', 'netagent / this (RSS)'], [fa, fc, fn].filter(Boolean).map(frow));
+  return `${main}
+
+Start-up and memory, ${fa?.startMs.length ?? 0} starts each in a fresh namespace (xdp-forwarder: netagent and the C limit both load the XDP objects; a bare \`node -e\` that only stays alive is the floor of any Node process):
+
+${foot}`;
+}
+const ms = (v) => (v === null || v === undefined || Number.isNaN(v) ? 'n/a' : `${fmt(v)} ms`);
 
 function dpMarkdown(dp) {
   const dir = { p2r: 'physical→router', r2p: 'router→physical' };
@@ -175,6 +240,11 @@ function charts(cp, dp) {
     unit: 'milliseconds, lower is better',
     groups: CONFIG.bursts.map((n) => ({ label: `N = ${n}`, bars: ok.map((r) => ({ series: `${r.subject} (${r.profile})`, value: r.bursts?.find((b) => b.n === n && b.complete)?.allConfiguredMs ?? null })) })),
   });
+  out['cpu.svg'] = barChart({
+    title: 'CPU per hotplug (the subject and everything it forks, from /proc)',
+    unit: 'microseconds of CPU per link, lower is better',
+    groups: ok.map((r) => ({ label: `${r.subject} (${r.profile})`, bars: [{ series: 'single events', value: r.series.cpuUs ?? null }, { series: 'single events with the burst links present', value: r.loaded?.cpuUs ?? null }, { series: `per link, ${CONFIG.bursts.at(-1)} at once`, value: r.bursts?.find((b) => b.n === CONFIG.bursts.at(-1))?.cpuUs ?? null }] })),
+  });
   if (dp) {
     const dir = { p2r: 'phys→router', r2p: 'router→phys' };
     const keys = [...new Set(dp.wire.map((w) => `${w.dut}/${w.mode}`))];
@@ -205,11 +275,16 @@ async function main() {
   const notes = [];
   const stamp = new Date().toISOString().replace(/[:]/g, '').replace(/\..*/, 'Z');
   const outDir = join(BENCH, 'results', `${stamp}${QUICK ? '-quick' : ''}`);
-  let cp = [], dp = null;
+  let cp = [], dp = null, fp = null;
   try {
     const objDir = compileBenchBpf(sb);
+    const climit = compileClimit(sb);
     log(`bench: ${QUICK ? 'QUICK run' : 'full run'}, results in ${outDir}`);
-    cp = await controlPlane(sb, objDir, notes);
+    if (netagentAvailable()) {
+      log(`start → ready and idle RSS, ${CONFIG.startReps} starts each`);
+      fp = await footprint(sb, [...SUBJECTS.filter((s) => s.kind === 'netagent' || s.kind === 'c'), NODE_FLOOR], { reps: CONFIG.startReps, climit }, log);
+    }
+    cp = await controlPlane(sb, objDir, climit, notes);
     log('data plane');
     try {
       const bpfDir = join(ROOT, 'build', 'bpf');
@@ -225,7 +300,7 @@ async function main() {
   }
   const m = machine();
   m.loadavg = { start: loadStart, end: loadavg() };
-  const data = { machine: m, config: CONFIG, quick: QUICK, seconds: Math.round((Date.now() - t0) / 1000), controlPlane: cp, dataPlane: dp, notes };
+  const data = { machine: m, config: CONFIG, quick: QUICK, seconds: Math.round((Date.now() - t0) / 1000), controlPlane: cp, footprint: fp, dataPlane: dp, notes };
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'results.json'), JSON.stringify(data, null, 2) + '\n');
   render(outDir, data);
@@ -236,7 +311,7 @@ async function main() {
  * `node bench/run.mjs --render DIR` redoes it from DIR/results.json.
  */
 function render(outDir, data) {
-  const { machine: m, controlPlane: cp, dataPlane: dp, notes, quick } = data;
+  const { machine: m, controlPlane: cp, dataPlane: dp, notes, quick, footprint: fp } = data;
   Object.assign(CONFIG, data.config);
   const stamp = outDir.split('/').pop().replace(/-quick$/, '');
   const secs = data.seconds;
@@ -260,7 +335,17 @@ Control plane (× = how many times faster netagent is; below 1× it is slower, m
 | --- | --- | --- | --- |
 ${h.cp.join('\n') || '| (netagent not measured) | | | |'}
 
-Data plane (XDP = ${h.xdpDut === 'netagent' ? "netagent's programs" : "the published design's programs (netagent's were not available)"}):
+${cp.some((r) => r.subject === 'climit' && !r.error) ? `Against the physical limit: **C limit** = \`bench/climit.c\`, a minimal C agent that makes only
+the system calls a new link needs (xdp-forwarder: one \`bpf()\` map update and one RTM_NEWLINK
+carrying up, promiscuous and the XDP program, netagent's own objects; router-routed: RTM_NEWADDR,
+RTM_NEWLINK up, RTM_NEWROUTE), pipelined (all waiting events read, all requests sent, then the
+ACKs read). No config, no state, no logs, no nftables: the floor, not a competitor. "published
+approach" is the working loader in xdp-forwarder. CPU = utime + stime of the subject's process
+group, reaped children included (cutime + cstime), from /proc before and after each batch, per link.
+
+${limitMarkdown(cp, fp)}
+
+` : ''}Data plane (XDP = ${h.xdpDut === 'netagent' ? "netagent's programs" : "the published design's programs (netagent's were not available)"}):
 
 | measure | XDP | Linux bridge | XDP advantage |
 | --- | --- | --- | --- |
@@ -301,7 +386,7 @@ needs to work here, and the fair comparison.
 
 ${cpMarkdown(cp)}
 
-${linkPrefix ? `![hotplug latency](${linkPrefix}hotplug-latency.svg)\n\n![bursts](${linkPrefix}burst.svg)\n\n${['xdp-forwarder', 'router-routed'].filter((p) => existsSync(join(outDir, `hotplug-vs-links-${p}.svg`))).map((p) => `![hotplug latency against links present, ${p}](${linkPrefix}hotplug-vs-links-${p}.svg)`).join('\n\n')}` : ''}
+${linkPrefix ? `![hotplug latency](${linkPrefix}hotplug-latency.svg)\n\n![bursts](${linkPrefix}burst.svg)\n\n![CPU per hotplug](${linkPrefix}cpu.svg)\n\n${['xdp-forwarder', 'router-routed'].filter((p) => existsSync(join(outDir, `hotplug-vs-links-${p}.svg`))).map((p) => `![hotplug latency against links present, ${p}](${linkPrefix}hotplug-vs-links-${p}.svg)`).join('\n\n')}` : ''}
 
 ## Data plane
 

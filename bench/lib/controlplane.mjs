@@ -2,7 +2,7 @@
 // event-driven script running the published mdev steps), same topology,
 // same observer (bench/lib/linkwatch.py), same run.
 import { createInterface } from 'node:readline';
-import { writeFileSync, readFileSync, openSync, closeSync, existsSync } from 'node:fs';
+import { writeFileSync, readFileSync, openSync, closeSync, existsSync, readdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ip, inNs, uniq } from './sandbox.mjs';
@@ -73,6 +73,41 @@ function rssKiB(pid) {
   } catch { return null; }
 }
 
+/** Clock ticks per second of /proc/PID/stat's times (USER_HZ; 100 on every Linux that matters). */
+const TICK_NS = 1e9 / 100;
+
+/** On-CPU ns of the live threads of process `pid` (schedstat: ns, exact), or null. */
+function liveNs(pid) {
+  try {
+    let ns = 0;
+    for (const t of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+    return ns;
+  } catch { return null; }
+}
+
+/**
+ * CPU time (ns) a subject has used so far: every process of its process
+ * group (the subject and what it forks; sb.spawn makes the group): utime +
+ * stime + cutime + cstime from /proc/PID/stat, so children it has reaped
+ * (ip, bpftool, nft) count too. The live part comes from schedstat when the
+ * kernel has it: utime/stime are in clock ticks (10 ms), too coarse for a
+ * few hundred events of a few µs each. Read before and after a batch.
+ */
+export function groupCpuNs(pgid) {
+  let total = 0;
+  for (const d of readdirSync('/proc')) {
+    if (d.charCodeAt(0) > 57) continue; // not a pid
+    let stat;
+    try { stat = readFileSync(`/proc/${d}/stat`, 'utf8'); } catch { continue; }
+    // Fields after "(comm) ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(f[2]) !== pgid) continue;
+    const live = liveNs(d);
+    total += (live ?? (Number(f[11]) + Number(f[12])) * TICK_NS) + (Number(f[13]) + Number(f[14])) * TICK_NS;
+  }
+  return total;
+}
+
 /** A MAC for link number i of a kind. */
 function macFor(kind, i) {
   const hi = (i >> 8) & 0xff, lo = i & 0xff;
@@ -100,22 +135,30 @@ async function startSubject(sb, subject, ctx) {
     child.stderr.on('data', () => {});
     return { child, startMs: Number(process.hrtime.bigint() - t0) / 1e6, failures, pid: child.pid };
   }
-  // netagent daemon: readiness is the newline on --notify-fd 3.
-  const sock = join(tmp, `${uniq('s')}.sock`);
-  const args = ['run', '--pin-dir', pinDir, '--socket', sock, '--notify-fd', '3'];
-  if (profile !== 'xdp-forwarder') {
-    const cfg = join(tmp, `${uniq('cfg')}.json`);
-    writeFileSync(cfg, JSON.stringify({ profile }));
-    args.push('--config', cfg);
+  // netagent, the C limit and the bare node: readiness is a newline on fd 3.
+  let argv, sock;
+  if (subject.kind === 'c') {
+    argv = profile === 'xdp-forwarder' ? [ctx.climit, profile, pinDir, join(ROOT, 'build', 'bpf'), '3'] : [ctx.climit, profile, '3'];
+  } else if (subject.kind === 'node') {
+    // The floor for any Node process: start, say ready, stay alive.
+    argv = [process.execPath, '-e', "require('fs').writeSync(3, '\\n'); setInterval(() => {}, 1 << 30);"];
+  } else {
+    sock = join(tmp, `${uniq('s')}.sock`);
+    argv = [join(ROOT, 'bin', 'netagent'), 'run', '--pin-dir', pinDir, '--socket', sock, '--notify-fd', '3'];
+    if (profile !== 'xdp-forwarder') {
+      const cfg = join(tmp, `${uniq('cfg')}.json`);
+      writeFileSync(cfg, JSON.stringify({ profile }));
+      argv.push('--config', cfg);
+    }
   }
-  const logPath = join(tmp, `netagent-${profile}.log`);
+  const logPath = join(tmp, `${subject.kind}-${profile}.log`);
   const logFd = openSync(logPath, 'a');
   const t0 = process.hrtime.bigint();
-  const child = sb.spawn(inNs(ns, [join(ROOT, 'bin', 'netagent'), ...args]), { stdio: ['ignore', logFd, logFd, 'pipe'] });
+  const child = sb.spawn(inNs(ns, argv), { stdio: ['ignore', logFd, logFd, 'pipe'] });
   closeSync(logFd);
   await new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`netagent not ready after 30 s (log: ${logPath})`)), 30_000);
-    child.once('exit', (c) => { clearTimeout(t); reject(new Error(`netagent exited (${c}) before ready; log:\n${tail(logPath)}`)); });
+    const t = setTimeout(() => reject(new Error(`${subject.id} not ready after 30 s (log: ${logPath})`)), 30_000);
+    child.once('exit', (c) => { clearTimeout(t); reject(new Error(`${subject.id} exited (${c}) before ready; log:\n${tail(logPath)}`)); });
     child.stdio[3].on('data', (d) => { if (d.includes(10)) { clearTimeout(t); resolve(); } });
   });
   const startMs = Number(process.hrtime.bigint() - t0) / 1e6;
@@ -174,10 +217,10 @@ export class Scenario {
     const xdpMode = subject.kind === 'script' && subject.loader === 'xdp-loader' ? 'observe' : 'require';
     this.watcher = new Watcher(sb, this.ns, 'h', profile, xdpMode);
     await this.watcher.ready;
-    this.subj = await startSubject(sb, subject, { ns: this.ns, pinDir: this.pinDir, profile, tmp: this.tmp, prefix: 'h', pubObjDir: opts.pubObjDir });
+    this.subj = await startSubject(sb, subject, { ns: this.ns, pinDir: this.pinDir, profile, tmp: this.tmp, prefix: 'h', pubObjDir: opts.pubObjDir, climit: opts.climit });
     this.res.startMs = this.subj.startMs;
     await sleep(300);
-    if (subject.kind === 'netagent') this.res.rssIdleKiB = rssKiB(this.subj.pid);
+    if (subject.kind !== 'script') this.res.rssIdleKiB = rssKiB(this.subj.pid);
     // The router link first (xdp-forwarder), as at boot.
     if (profile === 'xdp-forwarder') {
       const name = this.mkName();
@@ -190,6 +233,7 @@ export class Scenario {
 
   async single() {
     const { watcher } = this;
+    this.cpu0 ??= groupCpuNs(this.subj.pid);
     const name = this.mkName();
     watcher.add(name, macFor(this.kind, this.count), `p${name}`, this.peers);
     const ok = await watcher.waitAll([name], 5_000);
@@ -207,8 +251,12 @@ export class Scenario {
   seriesDone(key = 'series') {
     const n = this.lat.length + this.failed;
     const linksBefore = this.count - n;
-    this.res[key] = { n, failed: this.failed, xdpAttached: this.xdpSeen, linksBefore, ...summarize(this.lat), creationP50: summarize(this.watcher.acks).p50 };
-    this.log(`  ${this.subject.id} ${this.profile}: ${key === 'series' ? 'series' : `series with ${linksBefore} links present`} p50 ${this.res[key].p50?.toFixed(2)} ms p99 ${this.res[key].p99?.toFixed(2)} ms (${this.failed} failed, XDP on ${this.xdpSeen}/${n})`);
+    // CPU over the whole series (the 20 ms gaps included: an idle subject
+    // should use nothing then), per event, in µs.
+    const cpuUs = this.cpu0 === undefined || !n ? null : (groupCpuNs(this.subj.pid) - this.cpu0) / n / 1e3;
+    this.cpu0 = undefined;
+    this.res[key] = { n, failed: this.failed, xdpAttached: this.xdpSeen, linksBefore, ...summarize(this.lat), creationP50: summarize(this.watcher.acks).p50, cpuUs };
+    this.log(`  ${this.subject.id} ${this.profile}: ${key === 'series' ? 'series' : `series with ${linksBefore} links present`} p50 ${this.res[key].p50?.toFixed(2)} ms p99 ${this.res[key].p99?.toFixed(2)} ms (${this.failed} failed, XDP on ${this.xdpSeen}/${n}), CPU ${this.res[key].cpuUs?.toFixed(0)} µs per event`);
     this.lat = []; this.failed = 0; this.xdpSeen = 0; this.watcher.acks = [];
   }
 
@@ -222,9 +270,13 @@ export class Scenario {
     // Start = just before `ip -batch` starts (CLOCK_MONOTONIC, like the
     // observer's stamps): the ip process's own start-up is in every subject's
     // number alike, and a late observer cannot shorten the result.
+    const cpu0 = groupCpuNs(this.subj.pid);
     const tStart = Number(process.hrtime.bigint());
     ip(this.ns, '-batch', batch);
     const ok = await watcher.waitAll(names, this.opts.burstTimeoutMs);
+    // What the subject does right after the last link (ACKs, nft sets, logs) is part of the cost.
+    await sleep(150);
+    const cpuUs = (groupCpuNs(this.subj.pid) - cpu0) / n / 1e3;
     const created = names.map((x) => watcher.created.get(x)?.t).filter((x) => x !== undefined);
     const done = names.map((x) => watcher.finished.get(x)).filter((x) => x?.ev === 'configured');
     const first = Math.min(...created), lastCreated = Math.max(...created);
@@ -235,15 +287,16 @@ export class Scenario {
       createSpanMs: (lastCreated - first) / 1e6,
       allConfiguredMs: (lastDone - tStart) / 1e6,
       perLink: summarize(names.map((x) => watcher.latency(x)).filter((x) => x !== null)),
+      cpuUs,
     };
     (this.res.bursts ??= []).push(b);
-    this.log(`  ${this.subject.id} ${this.profile}: burst ${n}: all configured after ${b.allConfiguredMs.toFixed(1)} ms (${b.configured}/${n}, creation took ${b.createSpanMs.toFixed(1)} ms)`);
+    this.log(`  ${this.subject.id} ${this.profile}: burst ${n}: all configured after ${b.allConfiguredMs.toFixed(1)} ms (${b.configured}/${n}, creation took ${b.createSpanMs.toFixed(1)} ms), CPU ${cpuUs.toFixed(0)} µs per link`);
   }
 
   async finish() {
     const { sb } = this;
     try {
-      if (this.subj && this.subject.kind === 'netagent' && !this.dead) {
+      if (this.subj && this.subject.kind !== 'script' && !this.dead) {
         this.res.rssAfterKiB = rssKiB(this.subj.pid);
         this.res.linksAtRss = this.count;
       }
@@ -323,7 +376,42 @@ export const SUBJECTS = [
   { id: 'script-working', kind: 'script', loader: 'pinned', label: 'published steps, working loader (ip link ... xdpgeneric pinned)', profiles: ['xdp-forwarder'] },
   { id: 'script', kind: 'script', loader: 'pinned', label: 'published approach (ip addr / ip link / ip route per link)', profiles: ['router-routed'] },
   { id: 'netagent', kind: 'netagent', label: 'netagent', profiles: ['xdp-forwarder', 'router-routed'] },
+  { id: 'climit', kind: 'c', label: 'C limit (bench/climit.c: only the syscalls, pipelined)', profiles: ['xdp-forwarder', 'router-routed'] },
 ];
+
+/** Not a hotplug subject: the floor for any Node process, for start-up and memory. */
+export const NODE_FLOOR = { id: 'node-floor', kind: 'node', label: 'bare node -e (stays alive, nothing else)' };
+
+/**
+ * Start → ready and idle RSS, `reps` times each, interleaved, every start
+ * in a fresh namespace (and bpffs): netagent and the C limit in the
+ * xdp-forwarder profile (both load the XDP objects), the bare node as the
+ * floor of a Node process. Ready = the newline on fd 3; RSS = VmRSS 300 ms
+ * after ready.
+ */
+export async function footprint(sb, subjects, opts, log) {
+  const out = Object.fromEntries(subjects.map((s) => [s.id, { subject: s.id, label: s.label, startMs: [], rssKiB: [] }]));
+  for (let i = 0; i < opts.reps; i++) {
+    for (const s of subjects) {
+      const ns = sb.netns('bfp'), pinDir = sb.bpffs(), tmp = sb.tmpdir();
+      let subj;
+      try {
+        subj = await startSubject(sb, s, { ns, pinDir, profile: 'xdp-forwarder', tmp, climit: opts.climit });
+        await sleep(300);
+        out[s.id].startMs.push(subj.startMs);
+        out[s.id].rssKiB.push(rssKiB(subj.pid));
+      } catch (e) {
+        out[s.id].error = errMsg(e);
+      } finally {
+        if (subj) await sb.stop(subj.child);
+        sb.dropNetns(ns); sb.dropBpffs(pinDir);
+      }
+    }
+  }
+  const res = Object.values(out).map((r) => ({ ...r, start: summarize(r.startMs), rss: summarize(r.rssKiB.filter((x) => x !== null)) }));
+  for (const r of res) log(`  ${r.subject}: start → ready p50 ${r.start.p50?.toFixed(1)} ms, idle RSS p50 ${((r.rss.p50 ?? 0) / 1024).toFixed(1)} MiB${r.error ? ` (error: ${r.error})` : ''}`);
+  return res;
+}
 
 export function netagentAvailable() {
   return existsSync(join(ROOT, 'dist', 'agent', 'cli.js')) && existsSync(join(ROOT, 'build', 'bpf', 'physical.o'));
