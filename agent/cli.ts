@@ -19,7 +19,11 @@ const COMMANDS: Record<string, CommandHelp> = {
     usage: 'netagent run [--config FILE] [--socket PATH] [--bpf-dir DIR] [--pin-dir DIR] [--notify-fd N]',
     summary: 'Run the daemon in the foreground.',
     details: `Watch links, configure them per the profile, load the XDP forwarder.
-Logs JSON lines (pino) to stdout; \`netagent log\` reads them back.`,
+Logs JSON lines (pino) to stdout; \`netagent log\` reads them back.
+SIGHUP (s6-svc -h) re-reads the config; SIGTERM stops. A config file that
+disappears keeps the last good config running. Crash-only: an error that
+escapes every handler exits 70, and s6 restarts the agent, which adopts
+what it finds.`,
     options: [
       ['--config FILE', `config file (default ${DEFAULT_PATHS.config}; optional: without it, profile xdp-forwarder)`],
       ['--socket PATH', `control socket to answer \`status\` on (default ${DEFAULT_PATHS.socket})`],
@@ -162,9 +166,17 @@ async function cmdRun(argv: string[]): Promise<number> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // s6-svc -h: re-read the config file (the default action would kill us).
+  process.on('SIGHUP', () => daemon.reloadConfig('SIGHUP'));
   // Bad input must never take the agent down: log what escaped and carry on.
-  process.on('uncaughtException', (e) => log.error({ err: e }, 'uncaught exception (the agent carries on)'));
-  process.on('unhandledRejection', (e) => log.error({ err: e }, 'unhandled rejection (the agent carries on)'));
+  // Crash-only: something escaped every handler, so the model may be wrong.
+  // Exit non-zero at once; s6 restarts the agent, which adopts what it finds
+  // (programs, pins, addresses) and reconciles from a fresh dump.
+  const crash = (what: string) => (e: unknown) => {
+    try { log.fatal({ err: e }, `${what}: exiting so that the supervisor restarts the agent`); } finally { process.exit(70); }
+  };
+  process.on('uncaughtException', crash('uncaught exception'));
+  process.on('unhandledRejection', crash('unhandled rejection'));
   try {
     await daemon.start();
   } catch (e) {

@@ -2,6 +2,7 @@
 // routes, nftables isolation and masquerade proven with traffic between
 // namespaces, restart with nothing doubled, live profile switch.
 import { test } from 'uvu';
+import { rmSync } from 'node:fs';
 import * as assert from 'uvu/assert';
 import { Sandbox, ownNetns, ip, ipJson, run } from '../lib/sandbox.js';
 import { AgentProc, sleep } from '../lib/agent.js';
@@ -126,6 +127,23 @@ test('an invalid config edit is refused; the last good config stays', async () =
   }
   const refusal = agent.logs.find((l) => l.includes('config change refused'))!;
   assert.match(refusal, /profile must be one of/);
+  assert.is(agent.status().profile, 'router-routed');
+});
+
+test('the config file deleted: the last good config keeps running, and status says so until it is back', async () => {
+  rmSync(agent.config);
+  await agent.waitFor((s) => /config file .* is gone; keeping the last good config/.test(String(s.lastError)), 'status says the file is gone');
+  await sleep(500);
+  assert.is(agent.status().profile, 'router-routed', 'not the built-in defaults');
+  assert.ok(agent.status().interfaces.some((i) => i.addresses.includes('169.254.0.1/32')), 'the clients keep their gateway');
+  agent.writeConfig({ profile: 'router-routed', uplinkDhcp: false });
+  await agent.waitFor((s) => s.lastError === null, 'no error once the file is back');
+});
+
+test('SIGHUP (s6-svc -h) re-reads the config; the agent carries on', async () => {
+  agent.child!.kill('SIGHUP');
+  await sleep(500);
+  assert.is(agent.child!.exitCode, null, 'still running');
   assert.is(agent.status().profile, 'router-routed');
 });
 
