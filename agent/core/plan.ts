@@ -99,10 +99,22 @@ export type Action =
   | { kind: 'egress-allow' | 'egress-deny'; ifindex: number; name: string }
   | { kind: 'router-iface'; ifindex: number | null; name: string };
 
+/** A client VM behind a router profile's client link. */
+export interface RouterClient {
+  /** The client link's name. */
+  name: string;
+  /** The client's own address: the only source address its link forwards. */
+  address: string;
+  /** The router's end of the link: the client's gateway and name server. */
+  gateway: string;
+}
+
 /** What the router profiles need from nftables and sysctl. */
 export interface RouterGlobals {
   uplinks: string[];
   clients: string[];
+  /** The clients with their addresses, by link name. */
+  peers: RouterClient[];
 }
 
 export interface Plan {
@@ -181,6 +193,8 @@ interface Intrinsic {
   note: string | null;
   /** client profile: the /31 peer, if this link may carry the default route. */
   gateway: string | null;
+  /** Router profiles: the client VM behind this link (its address and gateway). */
+  peer: { address: string; gateway: string } | null;
 }
 
 function linkKey(l: ObservedLink): string {
@@ -189,7 +203,7 @@ function linkKey(l: ObservedLink): string {
 
 function intrinsic(link: ObservedLink, config: Config): Intrinsic {
   const c = classify(link, config);
-  const base: Intrinsic = { key: linkKey(link), name: link.name, mac: link.mac, mtu: link.mtu, c, part: 'none', error: null, claim: null, want: NOTHING, note: null, gateway: null };
+  const base: Intrinsic = { key: linkKey(link), name: link.name, mac: link.mac, mtu: link.mtu, c, part: 'none', error: null, claim: null, want: NOTHING, note: null, gateway: null, peer: null };
   if (c.ignoredWhy !== null) return { ...base, note: c.ignoredWhy };
   const fail = (error: string): Intrinsic => ({ ...base, error });
   const mac = parseMac(link.mac)!; // classify() found a MAC class, so it parses
@@ -204,7 +218,9 @@ function intrinsic(link: ObservedLink, config: Config): Intrinsic {
       if (c.role !== 'inter-vm') return { ...base, part: 'uplink', want: { ...NOTHING, up: true }, note: 'uplink' };
       const d = decodeInterVm(mac, config.allowPublicAddresses);
       if (!d.ok) return fail(d.error);
-      return { ...base, part: 'claimant', claim: formatIp4(d.addr), want: { ...NOTHING, up: true, addresses: [d.cidr] } };
+      // In a /31 the router has one end, the client the other.
+      const peer = { address: formatIp4(peer31(d.addr)), gateway: formatIp4(d.addr) };
+      return { ...base, part: 'claimant', claim: formatIp4(d.addr), want: { ...NOTHING, up: true, addresses: [d.cidr] }, peer };
     }
     case 'router-routed': {
       if (c.role !== 'inter-vm') return { ...base, part: 'uplink', want: { ...NOTHING, up: true }, note: 'uplink' };
@@ -216,6 +232,7 @@ function intrinsic(link: ObservedLink, config: Config): Intrinsic {
         claim: formatIp4(d.addr),
         want: { ...NOTHING, up: true, addresses: [ROUTED_GATEWAY], routes: [{ dst: d.cidr, oif: link.ifindex, gateway: null }] },
         note: `client ${formatIp4(d.addr)}`,
+        peer: { address: formatIp4(d.addr), gateway: ROUTED_GATEWAY.split('/')[0]! },
       };
     }
     case 'client': {
@@ -280,7 +297,7 @@ export class Planner {
   private readonly claims = new Map<string, Set<number>>(); // address -> links claiming it
   private readonly gatewayCandidates = new Set<number>(); // client links with a /31
   private readonly uplinks = new Map<number, string>();
-  private readonly clients = new Map<number, string>();
+  private readonly clients = new Map<number, RouterClient>();
 
   // The decisions of the last pass.
   private routerLink: number | null = null;
@@ -333,7 +350,7 @@ export class Planner {
       if (!link || !i) continue;
       const p = this.linkPlan(link, i, world);
       this.plans.set(ifindex, p);
-      this.setMembership(p);
+      this.setMembership(p, i);
       const acts = this.diff(link, p, world);
       if (acts.length) this.actions.set(ifindex, acts);
       else this.actions.delete(ifindex);
@@ -341,7 +358,10 @@ export class Planner {
 
     if (this.setsChanged) {
       this.router = isRouterProfile(this.config.profile)
-        ? { uplinks: [...this.uplinks.values()].sort(), clients: [...this.clients.values()].sort() }
+        ? (() => {
+          const peers = [...this.clients.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+          return { uplinks: [...this.uplinks.values()].sort(), clients: peers.map((c) => c.name), peers };
+        })()
         : null;
       this.setsChanged = false;
     }
@@ -469,21 +489,24 @@ export class Planner {
     };
   }
 
-  private setMembership(p: LinkPlan): void {
+  private setMembership(p: LinkPlan, i: Intrinsic): void {
     if (!isRouterProfile(this.config.profile)) return;
     const active = !p.ignored && p.error === null;
-    const sync = (m: Map<number, string>, member: boolean) => {
-      const had = m.get(p.ifindex);
-      if (member && had !== p.name) {
-        m.set(p.ifindex, p.name);
-        this.setsChanged = true;
-      } else if (!member && had !== undefined) {
-        m.delete(p.ifindex);
-        this.setsChanged = true;
-      }
-    };
-    sync(this.uplinks, active && p.role === 'physical');
-    sync(this.clients, active && p.role === 'inter-vm');
+    const uplink = active && p.role === 'physical';
+    if (uplink && this.uplinks.get(p.ifindex) !== p.name) {
+      this.uplinks.set(p.ifindex, p.name);
+      this.setsChanged = true;
+    } else if (!uplink && this.uplinks.delete(p.ifindex)) {
+      this.setsChanged = true;
+    }
+    const client = active && p.role === 'inter-vm' && i.peer ? { name: p.name, ...i.peer } : null;
+    const had = this.clients.get(p.ifindex);
+    if (client && (!had || had.name !== client.name || had.address !== client.address || had.gateway !== client.gateway)) {
+      this.clients.set(p.ifindex, client);
+      this.setsChanged = true;
+    } else if (!client && this.clients.delete(p.ifindex)) {
+      this.setsChanged = true;
+    }
   }
 
   private wantsEgress(p: LinkPlan | undefined): boolean {

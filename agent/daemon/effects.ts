@@ -9,7 +9,7 @@ import type { Config, Paths } from '../config.js';
 import type { Action, Plan, XdpProgram } from '../core/plan.js';
 import { backoff } from '../core/backoff.js';
 import type { Rtnl } from '../netlink/rtnl.js';
-import { Forwarder, type XdpState } from '../bpf/forwarder.js';
+import { Forwarder, type LinkCounters, type XdpState } from '../bpf/forwarder.js';
 import { RouterFirewall } from '../nft.js';
 import { DhcpSupervisor } from '../dhcp.js';
 import type { Effects } from './reconciler.js';
@@ -156,6 +156,22 @@ export class KernelEffects implements Effects {
       if (this.forwarder) return Object.fromEntries(Object.entries(this.forwarder.counters()).map(([k, v]) => [k, v.toString()]));
     } catch { /* counters are a nicety */ }
     return {};
+  }
+
+  /** Per-link traffic counters of the XDP programs (NICs by ifindex, and the router link); empty without the forwarder. */
+  nicCounters(): Map<number, LinkCounters> {
+    try {
+      if (this.forwarder) return this.forwarder.nicCounters();
+    } catch { /* counters are a nicety */ }
+    return new Map();
+  }
+
+  /** Each NIC's VLAN ID as the nic_vid map holds it; empty without the forwarder. */
+  nicVids(): Map<number, number> {
+    try {
+      if (this.forwarder) return this.forwarder.nicVids();
+    } catch { /* a nicety */ }
+    return new Map();
   }
 
   /** On exit with detachOnExit: our programs off every link. */

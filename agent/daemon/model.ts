@@ -108,6 +108,9 @@ export class Model {
     const list = (this.addrs.get(a.ifindex) ?? []).filter((x) => x.cidr !== cidr);
     if (type === 'new') list.push({ cidr, proto: a.proto ?? 0 });
     this.addrs.set(a.ifindex, list);
+    // The kernel flushes the IPv4 routes through a link that loses its last
+    // IPv4 address, and sends no RTM_DELROUTE for them.
+    if (type === 'del' && list.length === 0) this.routes.delete(a.ifindex);
     this.dirty.add(a.ifindex);
   }
 
@@ -208,6 +211,8 @@ export class Model {
   // ------------------------------------------------------------ internals
 
   private setLink(l: LinkMsg): void {
+    // Taking a link down flushes the IPv4 routes through it, without RTM_DELROUTE.
+    if (this.links.get(l.ifindex)?.up && !l.up) this.routes.delete(l.ifindex);
     this.links.set(l.ifindex, l);
     const o = this.observed.get(l.ifindex);
     const loopback = (l.flags & 0x8) !== 0; // IFF_LOOPBACK

@@ -38,6 +38,13 @@ export interface LinkStatus {
   since: number;
 }
 
+/** Actions carried out on a link that was configured: something changed it behind our back, and we put it back. */
+export interface Repair {
+  ifindex: number;
+  link: string;
+  actions: string[];
+}
+
 export interface Transition {
   ifindex: number;
   link: string;
@@ -217,6 +224,9 @@ export class Reconciler extends EventEmitter {
     for (const [ifindex, actions] of work) {
       this.inFlight.set(ifindex, actions);
       review.add(ifindex);
+      if (this.states.get(ifindex)?.state === 'configured') {
+        this.emit('repair', { ifindex, link: actions[0]?.name ?? this.nameOf(ifindex, undefined), actions: actions.map(describe) } satisfies Repair);
+      }
     }
 
     // Each worker sends its link's requests before its first await, so the

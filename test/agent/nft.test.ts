@@ -30,7 +30,7 @@ const forwarding = () => readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').t
 const names = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `vm${from + i}`);
 
 test('first want(): the whole table, sets exactly as wanted, forward chain failing closed, forwarding on', async () => {
-  fw.want({ uplinks: ['eth0'], clients: names(1400) });
+  fw.want({ peers: [], uplinks: ['eth0'], clients: names(1400) });
   await fw.settled();
   assert.is(fw.lastError, null);
   assert.equal(members('uplinks'), ['eth0']);
@@ -44,7 +44,7 @@ test('later changes are set deltas: members exact, the table itself untouched', 
   const handle = tableHandle();
   lines.length = 0;
   const clients = [...names(1000, 0), ...names(3, 5000)]; // 400 gone, 3 new
-  fw.want({ uplinks: ['eth0', 'eth1'], clients });
+  fw.want({ peers: [], uplinks: ['eth0', 'eth1'], clients });
   await fw.settled();
   assert.is(fw.lastError, null);
   assert.equal(members('uplinks'), ['eth0', 'eth1']);
@@ -56,7 +56,7 @@ test('later changes are set deltas: members exact, the table itself untouched', 
 test('a burst of want() calls is one transaction with the last wish', async () => {
   lines.length = 0;
   const base = names(1000, 0);
-  for (let i = 0; i < 30; i++) fw.want({ uplinks: ['eth0'], clients: [...base, ...names(i + 1, 7000)] });
+  for (let i = 0; i < 30; i++) fw.want({ peers: [], uplinks: ['eth0'], clients: [...base, ...names(i + 1, 7000)] });
   await fw.settled();
   assert.equal(updates().map((u) => u.incremental), [true]);
   assert.equal(members('clients'), [...base, ...names(30, 7000)].sort());
@@ -67,7 +67,7 @@ test('a table deleted behind our back is reloaded whole on the next want()', asy
   run('nft', ['delete', 'table', 'inet', TABLE]);
   lines.length = 0;
   const clients = names(5, 9000);
-  fw.want({ uplinks: ['eth0'], clients });
+  fw.want({ peers: [], uplinks: ['eth0'], clients });
   await fw.settled();
   assert.is(fw.lastError, null);
   assert.equal(members('clients'), clients.sort());
@@ -91,7 +91,7 @@ test('remove(): our table gone, forwarding off; removing again is not an error',
 
 test('a refused load names what was attempted and what the kernel said', async () => {
   const bad = new RouterFirewall('no such', log, (e) => errors.push(e)); // a space: not a table name
-  bad.want({ uplinks: ['eth0'], clients: ['vm1'] });
+  bad.want({ peers: [], uplinks: ['eth0'], clients: ['vm1'] });
   await bad.settled();
   assert.match(bad.lastError ?? '', /^nftables: loading table inet no such failed: Error: syntax error/);
   assert.is(errors.length, 1);
@@ -107,7 +107,7 @@ test('without libnftables: want() fails saying what to install; remove() has not
     const { silentLogger } = await import(${JSON.stringify(join(ROOT, 'dist/agent/log.js'))});
     const fw = new RouterFirewall('${TABLE}', silentLogger);
     await fw.remove();
-    fw.want({ uplinks: ['eth0'], clients: ['vm1'] });
+    fw.want({ peers: [], uplinks: ['eth0'], clients: ['vm1'] });
     await fw.settled();
     console.log(fw.lastError);`;
   const out = run('unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c',

@@ -118,6 +118,22 @@ test('live switch to router-routed: p2p addresses go, 02:01 client links get 169
   assert.ok(ping(c4, '198.18.0.1'), 'and the uplink');
 });
 
+test('router-routed: a link bounce or a deleted address flushes our route without RTM_DELROUTE; it is back within 2 s', async () => {
+  const l4 = agent.status().interfaces.find((i) => i.mac === '02:01:00:00:01:0a')!.name;
+  for (const disrupt of [
+    () => { ip(null, 'link', 'set', l4, 'down'); ip(null, 'link', 'set', l4, 'up'); },
+    () => ip(null, 'addr', 'del', '169.254.0.1/32', 'dev', l4),
+  ]) {
+    disrupt();
+    const t0 = Date.now();
+    while (!routes(l4).includes('100.64.1.10')) {
+      if (Date.now() - t0 > 2000) assert.unreachable(`route through ${l4} not back within 2 s: ${JSON.stringify(routes(l4))}`);
+      await sleep(20);
+    }
+    await agent.waitFor((s) => s.interfaces.some((i) => i.name === l4 && i.state === 'configured'), `${l4} configured again`, 2000);
+  }
+});
+
 test('an invalid config edit is refused; the last good config stays', async () => {
   agent.writeConfig({ profile: 'router-routd' });
   const t0 = Date.now();

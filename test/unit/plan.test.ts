@@ -139,7 +139,7 @@ test('router-p2p: 0a:b3:ec:40:00:02 gets 100.64.0.2/31, physical is the uplink w
   assert.equal(kinds(p.actions.get(2)), ['addr-add', 'link:up=true']);
   assert.is(p.links.get(3)!.role, 'physical');
   assert.equal(kinds(p.actions.get(3)), ['link:up=true']);
-  assert.equal(p.router, { uplinks: ['eth0'], clients: ['vm1'] });
+  assert.equal(p.router, { uplinks: ['eth0'], clients: ['vm1'], peers: [{ name: 'vm1', address: '100.64.0.3', gateway: '100.64.0.2' }] }, 'the client is the other end of the /31');
   assert.equal(p.dhcp, ['eth0']);
   assert.equal(plan(cfg({ profile: 'router-p2p', uplinkDhcp: false }), world([up])).dhcp, []);
 });
