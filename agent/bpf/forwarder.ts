@@ -113,7 +113,7 @@ function attachHint(mode: XdpMode, code: string, ifname: string): string | undef
   switch (code) {
     case 'EOPNOTSUPP': case 'ENOTSUPP':
       return mode === 'native' ? 'driver lacks native XDP: use xdpMode skb or auto' : 'the kernel lacks generic XDP';
-    case 'EBUSY': return `an XDP program is attached to ${ifname} through a bpf_link (another tool?): remove it first`;
+    case 'EBUSY': return `a bpf_link holds the XDP hook of ${ifname} (another tool's program; bpftool link show lists it): detach it (bpftool link detach id N) or add ${ifname} to ignoreInterfaces`;
     case 'EEXIST': return `another XDP program appeared on ${ifname} meanwhile: retry`;
     case 'ENODEV': return `${ifname} is gone`;
     case 'ERANGE': case 'E2BIG': return `MTU of ${ifname} too large for native XDP: lower it or use xdpMode skb`;
@@ -227,6 +227,27 @@ export class Forwarder {
       }
       throw e;
     }
+  }
+
+  /**
+   * The request that attaches `program` to a link that has no XDP program in
+   * any mode (a new link: the common case), for the caller to send on its
+   * own netlink socket (IFLA_XDP in RTM_SETLINK); null when the link has a
+   * program already, which attach() handles (adopt, replace, mode switch).
+   * 'auto' asks for native first; the caller falls back to attach(..., 'skb')
+   * when the driver refuses (NATIVE_UNSUPPORTED codes).
+   */
+  freshAttachRequest(program: XdpProgram, mode: XdpModeSetting, current: XdpState | undefined): { fd: number; flags: number; result: AttachResult } | null {
+    this.assertOpen();
+    if (!current || current.skbProgId || current.drvProgId || current.hwProgId) return null;
+    const m: XdpMode = mode === 'skb' ? 'skb' : 'native';
+    const ours = this.progs[program];
+    return { fd: ours.fd, flags: modeFlag(m) | bpf.XDP_FLAGS_UPDATE_IF_NOEXIST, result: { program, mode: m, id: ours.id, adopted: false } };
+  }
+
+  /** Whether an attach error means "this driver cannot do native XDP" ('auto' then falls back to skb). */
+  static nativeUnsupported(code: string | undefined): boolean {
+    return code !== undefined && NATIVE_UNSUPPORTED.has(code);
   }
 
   private attachWith(link: LinkRef, program: XdpProgram, mode: XdpModeSetting, q: XdpState): AttachResult {

@@ -133,6 +133,8 @@ export interface Plan {
 }
 
 export const ROUTED_GATEWAY = '169.254.0.1/32';
+/** One 802.1Q tag. */
+export const VLAN_HLEN = 4;
 
 const NOTHING: Want = Object.freeze({ up: null, promisc: null, mtu: null, xdp: null, addresses: [], routes: [] }) as Want;
 
@@ -415,9 +417,10 @@ export class Planner {
       mark(this.lastRouterIface, world.routerIface);
       this.lastRouterIface = world.routerIface;
     }
-    // The router link's MTU follows the largest physical MTU (tagged frames must fit).
+    // The router link's MTU: the largest physical MTU + 4, so a frame that
+    // carries a LAN's own tag still fits once ours is pushed outside it.
     let mtu: number | null = null;
-    for (const m of this.physicalMtus.values()) if (mtu === null || m > mtu) mtu = m;
+    for (const m of this.physicalMtus.values()) if (mtu === null || m + VLAN_HLEN > mtu) mtu = m + VLAN_HLEN;
     if (mtu !== this.routerMtu) {
       mark(routerLink);
       this.routerMtu = mtu;
@@ -520,11 +523,6 @@ export class Planner {
     const w = p.want;
     const egress = this.wantsEgress(p);
 
-    // Egress allowlist first, so the return path is ready when frames start to flow.
-    if (egress && !world.egress.has(ifindex)) acts.push({ kind: 'egress-allow', ifindex, name });
-    // A stale entry (the link changed role, or we were not running when it did).
-    if (!egress && world.egress.has(ifindex)) acts.push({ kind: 'egress-deny', ifindex, name });
-
     // XDP: attach ours where wanted (replacing anything else), detach ours where not.
     const x = world.xdp.get(ifindex);
     if (w.xdp) {
@@ -534,11 +532,17 @@ export class Planner {
       acts.push({ kind: 'xdp-detach', ifindex, name });
     }
 
-    // Link flags and MTU, in one request.
-    const change: { up?: boolean; promisc?: boolean; mtu?: number } = {};
-    if (w.promisc !== null && link.promisc !== w.promisc) change.promisc = w.promisc;
-    if (w.mtu !== null && link.mtu !== w.mtu) change.mtu = w.mtu;
-    if (change.promisc !== undefined || change.mtu !== undefined) acts.push({ kind: 'link', ifindex, name, ...change });
+    // The allowlist entry only once `physical` is attached (an attach that
+    // fails stops the link's actions there), so the router can never send out
+    // of a NIC we do not forward for. A stale entry goes.
+    if (egress && !world.egress.has(ifindex)) acts.push({ kind: 'egress-allow', ifindex, name });
+    if (!egress && world.egress.has(ifindex)) acts.push({ kind: 'egress-deny', ifindex, name });
+
+    // Promiscuous mode, then the MTU in a request of its own: a link that
+    // refuses the MTU (a router link under a host-given MTU) still gets the
+    // rest, and only frames too large for it suffer.
+    if (w.promisc !== null && link.promisc !== w.promisc) acts.push({ kind: 'link', ifindex, name, promisc: w.promisc });
+    if (w.mtu !== null && link.mtu !== w.mtu) acts.push({ kind: 'link', ifindex, name, mtu: w.mtu });
 
     // Addresses: add what is missing; remove ours (by IFA_PROTO) that are no longer wanted.
     // Both sides are canonical strings (the codec formats, the rules format), so they compare as text.
@@ -554,13 +558,15 @@ export class Planner {
     // but before routes: the kernel refuses a route through a link that is down (ENETDOWN).
     if (w.up !== null && link.up !== w.up) acts.push({ kind: 'link', ifindex, name, up: w.up });
 
-    // Routes: the same rule, routes of ours are recognised by their protocol number.
+    // Routes: the same rule, routes of ours are recognised by their protocol
+    // number. Stale ones of ours go first: adds are exclusive (never replacing
+    // a route someone else put there), so ours must not be in the way.
     const mine = world.routes.get(ifindex) ?? [];
-    for (const r of w.routes) {
-      if (!mine.some((m) => sameRoute(m, r))) acts.push({ kind: 'route-add', ifindex, name, route: r });
-    }
     for (const m of mine) {
       if (!w.routes.some((r) => sameRoute(m, r))) acts.push({ kind: 'route-del', ifindex, name, route: m });
+    }
+    for (const r of w.routes) {
+      if (!mine.some((m) => sameRoute(m, r))) acts.push({ kind: 'route-add', ifindex, name, route: r });
     }
     return acts;
   }

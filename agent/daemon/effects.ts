@@ -83,24 +83,56 @@ export class KernelEffects implements Effects {
       case 'addr-del':
         return ignoring(['EADDRNOTAVAIL', 'ENODEV'], this.rtnl.deleteAddress(a.ifindex, a.cidr));
       case 'route-add': {
+        // Exclusive: a route someone else put there (a person's default
+        // route, a hand-made host route) is never replaced; EEXIST says so.
         const r = a.route;
-        return this.rtnl.addRoute({ dst: r.dst, oif: r.oif, ...(r.gateway ? { gateway: r.gateway } : { scope: 'link' as const }), protocol: this.config.routeProtocol }, { replace: true });
+        return this.rtnl.addRoute({ dst: r.dst, oif: r.oif, ...(r.gateway ? { gateway: r.gateway } : { scope: 'link' as const }), protocol: this.config.routeProtocol }).catch((e: Error & { code?: string }) => {
+          if (e.code !== 'EEXIST') throw e;
+          throw Object.assign(new Error(`a route to ${r.dst} that is not ours is in the way (ip route show ${r.dst}); netagent never replaces it: remove it, or leave this link to its owner (ignoreInterfaces)`), { code: 'EEXIST' });
+        });
       }
       case 'route-del': {
         const r = a.route;
         return ignoring(['ESRCH', 'ENODEV'], this.rtnl.deleteRoute({ dst: r.dst, oif: r.oif, ...(r.gateway ? { gateway: r.gateway } : {}), protocol: this.config.routeProtocol }));
       }
-      // libbpf: synchronous, done by the time the promise exists.
-      case 'xdp-attach': return settled(() => {
-        const res = this.need().attach({ ifindex: a.ifindex, name: a.name }, a.program, this.config.xdpMode, this.xdpStateOf(a.ifindex));
-        if (res.adopted) this.log.info({ link: a.name, program: a.program, id: res.id }, 'adopted the XDP program already attached');
-        return { kind: 'xdp' as const, id: res.id, mode: res.mode, program: a.program };
-      });
-      case 'xdp-detach': return settled(() => void this.need().detach({ ifindex: a.ifindex, name: a.name }));
-      case 'egress-allow': return settled(() => this.need().allowEgress(a.ifindex));
-      case 'egress-deny': return settled(() => this.need().disallowEgress(a.ifindex));
-      case 'router-iface': return settled(() => this.need().setRouterIface(a.ifindex));
+      // libbpf: synchronous; a failure throws here, before anything after it is started.
+      case 'xdp-attach': {
+        const f = this.need();
+        const link = { ifindex: a.ifindex, name: a.name };
+        const state = this.xdpStateOf(a.ifindex);
+        const fresh = f.freshAttachRequest(a.program, this.config.xdpMode, state);
+        const done = (res: { id: number; mode: 'skb' | 'native'; adopted: boolean }): ActionResult => {
+          if (res.adopted) this.log.info({ link: a.name, program: a.program, id: res.id }, 'adopted the XDP program already attached');
+          return { kind: 'xdp', id: res.id, mode: res.mode, program: a.program };
+        };
+        if (!fresh) return Promise.resolve(done(f.attach(link, a.program, this.config.xdpMode, state)));
+        // A new link: the attach goes out on our netlink socket like any other
+        // request. Anything unexpected (a program appeared meanwhile, a driver
+        // without native XDP under 'auto') is left to attach(), which asks the
+        // kernel what is there and handles every case.
+        return this.rtnl.setLink(a.ifindex, { xdp: { fd: fresh.fd, flags: fresh.flags } }).then(
+          () => done(fresh.result),
+          (e: Error & { code?: string }) => {
+            if (e.code === 'ENODEV') throw e;
+            if (this.config.xdpMode === 'auto' && Forwarder.nativeUnsupported(e.code)) {
+              this.log.info({ link: a.name, program: a.program, err: e.message }, 'native XDP refused; falling back to skb mode');
+              return done(f.attach(link, a.program, 'skb'));
+            }
+            if (e.code === 'EBUSY' || e.code === 'EEXIST') return done(f.attach(link, a.program, this.config.xdpMode));
+            throw new Error(`attach ${a.program} (${fresh.result.mode} mode) to ${a.name}: ${e.message}${e.code === 'EOPNOTSUPP' && fresh.result.mode === 'native' ? '; the driver lacks native XDP: use xdpMode skb or auto' : ''}`);
+          },
+        );
+      }
+      case 'xdp-detach': this.need().detach({ ifindex: a.ifindex, name: a.name }); return Promise.resolve();
+      case 'egress-allow': this.need().allowEgress(a.ifindex); return Promise.resolve();
+      case 'egress-deny': this.need().disallowEgress(a.ifindex); return Promise.resolve();
+      case 'router-iface': this.need().setRouterIface(a.ifindex); return Promise.resolve();
     }
+  }
+
+  readMaps(): { routerIface: number | null; egress: number[] } | null {
+    const f = this.forwarder;
+    return f ? { routerIface: f.routerIface(), egress: f.egress() } : null;
   }
 
   routerSets(p: Plan): void {
@@ -209,15 +241,6 @@ export class KernelEffects implements Effects {
       this.log.error({ err: errText(e) }, 'router firewall: retrying in 5 s; meanwhile client links forward nothing');
       this.retry(5000);
     });
-  }
-}
-
-/** Runs a synchronous effect; its outcome as a promise. */
-function settled<T>(f: () => T): Promise<T> {
-  try {
-    return Promise.resolve(f());
-  } catch (e) {
-    return Promise.reject(e);
   }
 }
 

@@ -140,6 +140,25 @@ export class Model {
     }
   }
 
+  /**
+   * What the BPF maps hold, read back (nothing announces a deleted entry):
+   * differences from the model mark the links concerned. true when anything differed.
+   */
+  checkMaps(routerIface: number | null, egress: readonly number[]): boolean {
+    let differs = false;
+    if (routerIface !== this.routerIface) {
+      if (this.routerIface !== null) this.dirty.add(this.routerIface);
+      if (routerIface !== null) this.dirty.add(routerIface);
+      this.routerIface = routerIface;
+      differs = true;
+    }
+    const next = new Set(egress);
+    for (const e of next) if (!this.egress.has(e)) { this.dirty.add(e); differs = true; }
+    for (const e of this.egress) if (!next.has(e)) { this.dirty.add(e); differs = true; }
+    if (differs) this.egress = next;
+    return differs;
+  }
+
   /** The forwarder (re)opened: program names can be told now; re-read them. */
   forgetProgramNames(): void {
     this.programs.clear();

@@ -29,6 +29,8 @@ export interface Effects {
   prepare(): boolean;
   /** The router profiles' nftables sets and the DHCP clients; applied beside the loop. */
   routerSets(p: Plan): void;
+  /** What the BPF maps hold now (null without the forwarder): read back, since nothing announces a change. */
+  readMaps(): { routerIface: number | null; egress: number[] } | null;
 }
 
 export interface LinkStatus {
@@ -134,6 +136,26 @@ export class Reconciler extends EventEmitter {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.loop) await this.loop.catch(() => undefined);
+  }
+
+  /**
+   * Compares what has no event with the model: the BPF maps (an entry
+   * deleted with bpftool). Cheap: one lookup and one walk of the allowlist.
+   * A difference is repaired by the pass it schedules.
+   */
+  verify(): void {
+    if (this.stopped || this.dumping || this.loop) return; // a pass is under way: verify next time
+    let maps: ReturnType<Effects['readMaps']>;
+    try {
+      maps = this.effects.readMaps();
+    } catch (e) {
+      this.log.debug({ err: errText(e) }, 'could not read the BPF maps back');
+      return;
+    }
+    if (maps && this.model.checkMaps(maps.routerIface, maps.egress)) {
+      this.log.warn({ routerIface: maps.routerIface }, 'the BPF maps differ from what netagent wrote (changed behind its back): repairing');
+      this.schedule();
+    }
   }
 
   // ------------------------------------------------------------ reading
@@ -254,48 +276,60 @@ export class Reconciler extends EventEmitter {
     if (waiting.length) this.armRetry(Math.max(50, Math.min(...waiting)));
   }
 
-  /** Sends a link's actions together; the first failure makes the link `failed`. */
+  /**
+   * Sends a link's actions together; the first failure makes the link
+   * `failed`. A synchronous effect (libbpf) that throws stops the batch there
+   * (no allowlist entry without the program, no "up" without it); netlink
+   * requests already sent run on their own in the kernel, and the model
+   * learns of those that succeeded.
+   */
   private async applyLink(ifindex: number, actions: readonly Action[]): Promise<void> {
-    const started = actions.map((a) => {
+    const started: Array<Promise<ActionResult>> = [];
+    let stopped: unknown = undefined;
+    for (const a of actions) {
       try {
-        return this.effects.execute(a);
+        const p = this.effects.execute(a);
+        started.push(p);
+        // Nothing after an XDP attach goes out until it is acknowledged: no
+        // allowlist entry, no "up" for a NIC that does not forward.
+        if (a.kind === 'xdp-attach') {
+          try {
+            await p;
+          } catch (e) {
+            stopped = e;
+            started.pop();
+            break;
+          }
+        }
       } catch (e) {
-        return Promise.reject(e);
+        stopped = e;
+        break;
       }
-    });
-    // Settle every one (nothing unhandled), then look at them in order.
+    }
     const results = await Promise.allSettled(started);
     this.inFlight.delete(ifindex);
-    for (let k = 0; k < actions.length; k++) {
-      const a = actions[k]!;
+    let failed: { a: Action; e: unknown } | null = null;
+    for (let k = 0; k < results.length; k++) {
       const r = results[k]!;
-      if (r.status === 'fulfilled') {
-        this.model.applied(a, r.value);
-        continue;
-      }
-      const e = r.reason;
-      if ((e as { code?: string }).code === 'ENODEV' || !this.model.link(ifindex)) {
-        // The link went away under us (a removal sends RTM_NEWLINK "down"
-        // just before RTM_DELLINK, and we may be acting on the first): not a
-        // failure; the DELLINK event that follows cleans up.
-        this.log.debug({ link: a.name, ifindex, action: a.kind }, 'link vanished while being configured');
-        return;
-      }
-      const f = this.failures.get(ifindex);
-      const attempts = (f?.attempts ?? 0) + 1;
-      const delay = backoff(attempts, LINK_BACKOFF);
-      const error = errText(e);
-      this.failures.set(ifindex, { error, action: describe(a), attempts, retryAt: Date.now() + delay });
-      this.log.error({ link: a.name, ifindex, action: describe(a), err: error, attempt: attempts, retryInMs: delay }, `could not configure ${a.name}: ${describe(a)} failed`);
-      // What came after the failed action in the same batch may have gone
-      // through (the kernel runs each request on its own); the model learns
-      // it from those that succeeded, and the next pass retries the rest.
-      for (let j = k + 1; j < actions.length; j++) {
-        const rj = results[j]!;
-        if (rj.status === 'fulfilled') this.model.applied(actions[j]!, rj.value);
-      }
+      if (r.status === 'fulfilled') this.model.applied(actions[k]!, r.value);
+      else if (!failed) failed = { a: actions[k]!, e: r.reason };
+    }
+    if (!failed && stopped !== undefined) failed = { a: actions[results.length]!, e: stopped };
+    if (!failed) return;
+    const { a, e } = failed;
+    if ((e as { code?: string }).code === 'ENODEV' || !this.model.link(ifindex)) {
+      // The link went away under us (a removal sends RTM_NEWLINK "down"
+      // just before RTM_DELLINK, and we may be acting on the first): not a
+      // failure; the DELLINK event that follows cleans up.
+      this.log.debug({ link: a.name, ifindex, action: a.kind }, 'link vanished while being configured');
       return;
     }
+    const f = this.failures.get(ifindex);
+    const attempts = (f?.attempts ?? 0) + 1;
+    const delay = backoff(attempts, LINK_BACKOFF);
+    const error = errText(e);
+    this.failures.set(ifindex, { error, action: describe(a), attempts, retryAt: Date.now() + delay });
+    this.log.error({ link: a.name, ifindex, action: describe(a), err: error, attempt: attempts, retryInMs: delay }, `could not configure ${a.name}: ${describe(a)} failed`);
   }
 
   /** Shared state (router_iface, allowlist entries of gone links): a failure is retried with backoff and shown in status. */

@@ -15,7 +15,7 @@ import { errnoName, errnoText } from '../core/errno.js';
 import type { Logger } from '../log.js';
 import * as C from './constants.js';
 import {
-  attr, attrU8, attrU32, decodeAddr, decodeError, decodeLink, decodeRoute, encodeMsg, ifaddrmsg, ifinfomsg,
+  attr, attrNested, attrU8, attrU32, decodeAddr, decodeError, decodeLink, decodeRoute, encodeMsg, ifaddrmsg, ifinfomsg,
   parseCidr, parseIp, parseMessages, rtmsg, type Attr, type NlMsg, type Result,
 } from './codec.js';
 import { NetlinkSocket, emitEach, isSysErr, type SysErr } from './socket.js';
@@ -229,7 +229,12 @@ export class Rtnl {
     await this.routeRequest(C.RTM_DELROUTE, C.NLM_F_REQUEST | C.NLM_F_ACK, r);
   }
 
-  async setLink(ifindex: number, change: { up?: boolean; promisc?: boolean; mtu?: number }): Promise<void> {
+  /**
+   * Link flags, MTU and (xdp) an XDP program: IFLA_XDP with the program's fd
+   * and XDP_FLAGS_*, the same request libbpf's bpf_xdp_attach sends, but on
+   * this socket (no socket per attach) and pipelined with the rest.
+   */
+  async setLink(ifindex: number, change: { up?: boolean; promisc?: boolean; mtu?: number; xdp?: { fd: number; flags: number } }): Promise<void> {
     let flags = 0, mask = 0;
     const words: string[] = [];
     if (change.up !== undefined) {
@@ -246,6 +251,10 @@ export class Rtnl {
     if (change.mtu !== undefined) {
       attrs.push(attrU32(C.IFLA_MTU, change.mtu));
       words.push(`mtu ${change.mtu}`);
+    }
+    if (change.xdp !== undefined) {
+      attrs.push(attrNested(C.IFLA_XDP, [attrU32(C.IFLA_XDP_FD, change.xdp.fd), attrU32(C.IFLA_XDP_FLAGS, change.xdp.flags)]));
+      words.push(`xdp fd ${change.xdp.fd} flags 0x${change.xdp.flags.toString(16)}`);
     }
     const desc = `RTM_SETLINK dev ${ifindex}${words.length ? ` ${words.join(' ')}` : ''}`;
     checkIndex(desc, ifindex);

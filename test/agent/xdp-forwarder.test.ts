@@ -25,9 +25,11 @@ const egressMap = (): number[] => {
   return out.map((e) => e.formatted?.key ?? Buffer.from((e.key as string[]).map((x) => parseInt(String(x), 16))).readUInt32LE(0)).sort((a, b) => a - b);
 };
 const routerIfaceMap = (): number | null => {
-  const out = JSON.parse(run('bpftool', ['-j', 'map', 'dump', 'pinned', `${pins}/router_iface`])) as Array<{ value: string[]; formatted?: { value: number } }>;
-  if (!out.length) return null;
-  return out[0]!.formatted?.value ?? Buffer.from(out[0]!.value.map((x) => parseInt(String(x), 16))).readInt32LE(0);
+  const out = JSON.parse(run('bpftool', ['-j', 'map', 'dump', 'pinned', `${pins}/router_iface`])) as Array<{ value?: unknown; formatted?: { value: number } }>;
+  // An emptied DEVMAP slot has no value (bpftool prints "<no entry>" or leaves it out).
+  const v = out[0]?.formatted?.value ?? out[0]?.value;
+  if (typeof v === 'number') return v;
+  return Array.isArray(v) ? Buffer.from(v.map((x) => parseInt(String(x), 16))).readInt32LE(0) : null;
 };
 
 test('coldplug: links present at start are configured before readiness', async () => {
@@ -76,13 +78,28 @@ test('hotplug: a new NIC is configured within milliseconds, once', async () => {
   assert.is(attaches.length, 1, `attached exactly once:\n${agent.logs.filter((x) => x.includes(physB.a)).join('\n')} (${agent.logs.length} lines; last: ${agent.logs.slice(-3).join('\n')})`);
 });
 
-test('the router link MTU follows the largest physical MTU', async () => {
+test('the router link MTU follows the largest physical MTU, + 4 for a LAN tag inside ours', async () => {
   ip(null, 'link', 'set', physB.a, 'mtu', '9000');
   const t0 = Date.now();
-  while (ipLink(rlink.a).mtu !== 9000) {
+  while (ipLink(rlink.a).mtu !== 9004) {
     if (Date.now() - t0 > 10_000) assert.unreachable(`router link mtu ${ipLink(rlink.a).mtu}`);
     await sleep(20);
   }
+});
+
+test('map entries deleted by hand (nothing announces it): router_iface and the allowlist are back within 5 s', async () => {
+  const rl = ipLink(rlink.a).ifindex;
+  const nic = ipLink(physA.a).ifindex;
+  run('bpftool', ['map', 'delete', 'pinned', `${pins}/router_iface`, 'key', '0', '0', '0', '0']);
+  run('bpftool', ['map', 'delete', 'pinned', `${pins}/router_egress`, 'key', ...[nic & 255, (nic >> 8) & 255, 0, 0].map(String)]);
+  assert.is(routerIfaceMap(), null, 'deleted');
+  const t0 = Date.now();
+  while (routerIfaceMap() !== rl || !egressMap().includes(nic)) {
+    if (Date.now() - t0 > 5000) assert.unreachable(`not repaired within 5 s: router_iface ${routerIfaceMap()}, egress ${egressMap()}`);
+    await sleep(50);
+  }
+  console.log(`    map entries repaired after ${Date.now() - t0} ms`);
+  assert.is(agent.status().routerIface, rl, 'status shows what the map holds');
 });
 
 test('removal: the allowlist entry goes with the NIC', async () => {

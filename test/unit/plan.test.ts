@@ -44,9 +44,9 @@ test('xdp-forwarder: physical gets `physical` and the allowlist, the router link
   assert.ok(p.links.get(1)!.ignored);
   assert.is(p.actions.get(1), undefined, 'loopback is never touched');
   assert.is(p.links.get(2)!.role, 'physical');
-  assert.equal(kinds(p.actions.get(2)), ['egress-allow', 'xdp-attach', 'link:up=true']);
+  assert.equal(kinds(p.actions.get(2)), ['xdp-attach', 'egress-allow', 'link:up=true'], 'allowlisted only once physical is attached');
   assert.is(p.links.get(3)!.role, 'router-link');
-  assert.equal(kinds(p.actions.get(3)), ['xdp-attach', 'link:promisc:mtu=9000', 'link:up=true']);
+  assert.equal(kinds(p.actions.get(3)), ['xdp-attach', 'link:promisc', 'link:mtu=9004', 'link:up=true'], 'MTU in a request of its own: largest NIC MTU + one tag');
   assert.equal(kinds(p.globals), ['router-iface'], 'router_iface is shared state, written once the link is done');
   const attach = p.actions.get(3)!.find((a) => a.kind === 'xdp-attach');
   assert.equal(attach && 'program' in attach && attach.program, 'router');
@@ -56,7 +56,7 @@ test('xdp-forwarder: physical gets `physical` and the allowlist, the router link
 
 test('xdp-forwarder: a configured world needs nothing (idempotent)', () => {
   const phys = link('52:54:00:00:00:10', { ifindex: 2, name: 'eth0', up: true });
-  const rl = link('02:01:00:00:00:01', { ifindex: 3, name: 'eth1', up: true, promisc: true });
+  const rl = link('02:01:00:00:00:01', { ifindex: 3, name: 'eth1', up: true, promisc: true, mtu: 1504 });
   const w = world([lo, phys, rl], {
     xdp: new Map<number, ObservedXdp>([[2, { id: 10, mode: 'skb', program: 'physical' }], [3, { id: 11, mode: 'skb', program: 'router' }]]),
     routerIface: 3,
@@ -85,7 +85,7 @@ test('xdp-forwarder: ifindex above 4095 fails with a reason, others carry on', (
   assert.match(p.links.get(5000)!.error!, /ifindex 5000 does not fit a VLAN ID/);
   assert.is(linkState(p.links.get(5000)!, 0, null), 'failed');
   assert.is(p.actions.get(5000), undefined);
-  assert.equal(kinds(p.actions.get(7)), ['egress-allow', 'xdp-attach', 'link:up=true']);
+  assert.equal(kinds(p.actions.get(7)), ['xdp-attach', 'egress-allow', 'link:up=true']);
 });
 
 test('xdp-forwarder: a second router link fails; the one in router_iface keeps it', () => {

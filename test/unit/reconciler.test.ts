@@ -62,6 +62,10 @@ class FakeEffects implements Effects {
     return Promise.resolve();
   }
 
+  readMaps(): { routerIface: number | null; egress: number[] } | null {
+    return null;
+  }
+
   routerSets(_p: Plan): void {
     this.passes += 1;
   }
@@ -84,10 +88,10 @@ test('coldplug: every link configured; each went new -> pending -> configured, w
   await rec.settle();
   assert.is(rec.status(2)!.state, 'configured');
   assert.is(rec.status(3)!.state, 'configured');
-  assert.match(rec.status(3)!.why, /router attached, promisc, mtu 1500, up/);
+  assert.match(rec.status(3)!.why, /router attached, promisc, mtu 1504, up/);
   const of2 = transitions.filter((t) => t.ifindex === 2).map((t) => `${t.from}->${t.to}`);
   assert.equal(of2, ['new->pending', 'pending->configured']);
-  assert.match(transitions.find((t) => t.ifindex === 2 && t.to === 'pending')!.why, /applying: allow egress, attach physical, set up/);
+  assert.match(transitions.find((t) => t.ifindex === 2 && t.to === 'pending')!.why, /applying: attach physical, allow egress, set up/);
   assert.ok(fx.links.get(3)!.promisc && fx.links.get(3)!.up, 'the fake kernel got the requests');
 });
 
