@@ -63,6 +63,8 @@ export interface World {
   routerIface: number | null;
   /** Entries of the router's egress allowlist. */
   egress: ReadonlySet<number>;
+  /** NICs whose rx-vlan-offload we turned off (or found that it cannot be). Nothing announces a change. */
+  vlanOffloadOff: ReadonlySet<number>;
 }
 
 export interface Want {
@@ -96,6 +98,7 @@ export type Action =
   | { kind: 'route-add' | 'route-del'; ifindex: number; name: string; route: RouteLite }
   | { kind: 'xdp-attach'; ifindex: number; name: string; program: XdpProgram }
   | { kind: 'xdp-detach'; ifindex: number; name: string }
+  | { kind: 'vlan-offload-off'; ifindex: number; name: string }
   | { kind: 'egress-allow' | 'egress-deny'; ifindex: number; name: string }
   | { kind: 'router-iface'; ifindex: number | null; name: string };
 
@@ -522,6 +525,11 @@ export class Planner {
     const { ifindex, name } = p;
     const w = p.want;
     const egress = this.wantsEgress(p);
+
+    // A NIC that strips VLAN tags on receive hands `physical` the frame
+    // without the LAN's tag, and the kernel puts it back outside ours: off
+    // before `physical` forwards anything.
+    if (w.xdp === 'physical' && !world.vlanOffloadOff.has(ifindex)) acts.push({ kind: 'vlan-offload-off', ifindex, name });
 
     // XDP: attach ours where wanted (replacing anything else), detach ours where not.
     const x = world.xdp.get(ifindex);

@@ -12,6 +12,7 @@ import type { Rtnl } from '../netlink/rtnl.js';
 import { Forwarder, type LinkCounters, type XdpState } from '../bpf/forwarder.js';
 import { RouterFirewall } from '../nft.js';
 import { DhcpSupervisor } from '../dhcp.js';
+import { EthtoolError, setRxVlanOffload } from '../ethtool.js';
 import type { Effects } from './reconciler.js';
 import { errText } from './reconciler.js';
 import type { ActionResult, Model, Snapshot } from './model.js';
@@ -123,6 +124,19 @@ export class KernelEffects implements Effects {
           },
         );
       }
+      case 'vlan-offload-off':
+        try {
+          setRxVlanOffload(a.name, false);
+          return Promise.resolve();
+        } catch (e) {
+          if (e instanceof EthtoolError && (e.reason === 'fixed' || e.reason === 'refused')) {
+            // Untagged LANs still work: a warning on the link, not a failure.
+            this.log.warn({ link: a.name, err: e.message }, `${a.name}: rx-vlan-offload stays on`);
+            return Promise.resolve({ kind: 'warning', warning: e.message });
+          }
+          if (e instanceof EthtoolError && e.code === 'ENODEV') return Promise.reject(Object.assign(new Error(e.message), { code: 'ENODEV' }));
+          throw e;
+        }
       case 'xdp-detach': this.need().detach({ ifindex: a.ifindex, name: a.name }); return Promise.resolve();
       case 'egress-allow': this.need().allowEgress(a.ifindex); return Promise.resolve();
       case 'egress-deny': this.need().disallowEgress(a.ifindex); return Promise.resolve();

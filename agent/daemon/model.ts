@@ -18,7 +18,11 @@ export interface Snapshot {
 }
 
 /** What an action's ACK tells beyond "done" (the XDP attach: which program, in which mode). */
-export type ActionResult = { kind: 'xdp'; id: number; mode: 'skb' | 'native'; program: XdpProgram } | void;
+export type ActionResult =
+  | { kind: 'xdp'; id: number; mode: 'skb' | 'native'; program: XdpProgram }
+  /** Done as far as the driver allows: what it would not do, for status. */
+  | { kind: 'warning'; warning: string }
+  | void;
 
 export type LinkChange = 'appeared' | 'changed' | 'removed' | null;
 
@@ -30,6 +34,9 @@ export class Model {
   private readonly xdp = new Map<number, ObservedXdp>();
   private routerIface: number | null = null;
   private egress = new Set<number>();
+  private readonly vlanOffloadOff = new Set<number>();
+  /** What the NIC's driver said when rx-vlan-offload could not be turned off, per link. */
+  private readonly vlanNotes = new Map<number, string>();
   /** Names of program ids (ours or not); ids are not reused while a program lives. */
   private readonly programs = new Map<number, XdpProgram | null>();
   private dirty = new Set<number>();
@@ -48,7 +55,7 @@ export class Model {
   // ------------------------------------------------------------ reading
 
   world(): World {
-    return { links: this.observed, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress };
+    return { links: this.observed, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress, vlanOffloadOff: this.vlanOffloadOff };
   }
 
   link(ifindex: number): LinkMsg | undefined {
@@ -65,6 +72,11 @@ export class Model {
 
   addresses(ifindex: number): readonly ObservedAddr[] {
     return this.addrs.get(ifindex) ?? [];
+  }
+
+  /** A driver's refusal that does not make the link fail (status shows it). */
+  warning(ifindex: number): string | undefined {
+    return this.vlanNotes.get(ifindex);
   }
 
   xdpOf(ifindex: number): ObservedXdp | undefined {
@@ -209,6 +221,12 @@ export class Model {
         this.setLinkXdp(a.ifindex, { attached: 'none', progId: 0, skbProgId: 0, drvProgId: 0 });
         this.dirty.add(a.ifindex);
         return;
+      case 'vlan-offload-off':
+        this.vlanOffloadOff.add(a.ifindex);
+        if (result && result.kind === 'warning') this.vlanNotes.set(a.ifindex, result.warning);
+        else this.vlanNotes.delete(a.ifindex);
+        this.dirty.add(a.ifindex);
+        return;
       case 'egress-allow':
         this.egress.add(a.ifindex);
         this.dirty.add(a.ifindex);
@@ -250,6 +268,8 @@ export class Model {
   private removeLink(ifindex: number): boolean {
     const had = this.links.delete(ifindex);
     this.observed.delete(ifindex);
+    this.vlanOffloadOff.delete(ifindex);
+    this.vlanNotes.delete(ifindex);
     this.addrs.delete(ifindex);
     this.xdp.delete(ifindex);
     // The kernel drops routes through a link with it.

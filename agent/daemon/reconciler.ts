@@ -446,6 +446,7 @@ export function describe(a: Action): string {
     case 'route-del': return `del route ${a.route.dst}`;
     case 'xdp-attach': return `attach ${a.program}`;
     case 'xdp-detach': return 'detach xdp';
+    case 'vlan-offload-off': return 'rx-vlan-offload off';
     case 'egress-allow': return 'allow egress';
     case 'egress-deny': return 'deny egress';
     case 'router-iface': return `router_iface ${a.ifindex ?? 'cleared'}`;

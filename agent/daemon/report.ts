@@ -43,7 +43,7 @@ export function buildReport(s: ReportSources): StatusReport {
         addresses: s.model.addresses(l.ifindex).map((a) => a.cidr),
         xdp: x && x.program && x.mode !== 'hw' ? { program: x.program, mode: x.mode, id: x.id } : null,
         error: state === 'failed' ? st!.why : null,
-        note: dhcpProblem ?? lp?.note ?? null,
+        note: dhcpProblem ?? s.model.warning(l.ifindex) ?? lp?.note ?? null,
         why: st?.why ?? 'not planned yet',
         up: l.up,
         mtu: l.mtu,

@@ -21,7 +21,8 @@ function byOif(routes: RouteLite[]): Map<number, RouteLite[]> {
   return m;
 }
 
-function world(links: ObservedLink[], extra: Partial<{ addrs: Map<number, ObservedAddr[]>; routes: RouteLite[]; xdp: Map<number, ObservedXdp>; routerIface: number | null; egress: Set<number> }> = {}): World {
+/** A world; rx-vlan-offload counts as already off on every link unless given. */
+function world(links: ObservedLink[], extra: Partial<{ addrs: Map<number, ObservedAddr[]>; routes: RouteLite[]; xdp: Map<number, ObservedXdp>; routerIface: number | null; egress: Set<number>; vlanOffloadOff: Set<number> }> = {}): World {
   return {
     links: new Map(links.map((l) => [l.ifindex, l])),
     addrs: extra.addrs ?? new Map(),
@@ -29,6 +30,7 @@ function world(links: ObservedLink[], extra: Partial<{ addrs: Map<number, Observ
     xdp: extra.xdp ?? new Map(),
     routerIface: extra.routerIface ?? null,
     egress: extra.egress ?? new Set(),
+    vlanOffloadOff: extra.vlanOffloadOff ?? new Set(links.map((l) => l.ifindex)),
   };
 }
 
@@ -39,12 +41,12 @@ const lo = link('00:00:00:00:00:00', { ifindex: 1, name: 'lo', loopback: true, u
 test('xdp-forwarder: physical gets `physical` and the allowlist, the router link `router`, promisc, router_iface; up last', () => {
   const phys = link('52:54:00:00:00:10', { ifindex: 2, name: 'eth0', mtu: 9000 });
   const rl = link('02:01:00:00:00:01', { ifindex: 3, name: 'eth1' });
-  const p = plan(cfg(), world([lo, phys, rl]));
+  const p = plan(cfg(), world([lo, phys, rl], { vlanOffloadOff: new Set() }));
   assert.is(p.links.get(1)!.role, 'loopback');
   assert.ok(p.links.get(1)!.ignored);
   assert.is(p.actions.get(1), undefined, 'loopback is never touched');
   assert.is(p.links.get(2)!.role, 'physical');
-  assert.equal(kinds(p.actions.get(2)), ['xdp-attach', 'egress-allow', 'link:up=true'], 'allowlisted only once physical is attached');
+  assert.equal(kinds(p.actions.get(2)), ['vlan-offload-off', 'xdp-attach', 'egress-allow', 'link:up=true'], 'tag stripping off first; allowlisted only once physical is attached');
   assert.is(p.links.get(3)!.role, 'router-link');
   assert.equal(kinds(p.actions.get(3)), ['xdp-attach', 'link:promisc', 'link:mtu=9004', 'link:up=true'], 'MTU in a request of its own: largest NIC MTU + one tag');
   assert.equal(kinds(p.globals), ['router-iface'], 'router_iface is shared state, written once the link is done');

@@ -34,9 +34,10 @@ class FakeKernel {
   xdp = new Map<number, ObservedXdp>();
   routerIface: number | null = null;
   egress = new Set<number>();
+  vlanOff = new Set<number>();
 
   world(): World {
-    return { links: this.links, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress };
+    return { links: this.links, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress, vlanOffloadOff: this.vlanOff };
   }
 
   removeLink(i: number): void {
@@ -44,6 +45,7 @@ class FakeKernel {
     this.addrs.delete(i);
     this.routes.delete(i);
     this.xdp.delete(i);
+    this.vlanOff = new Set([...this.vlanOff].filter((x) => x !== i));
   }
 
   /** What the kernel would do with an action (the effects, without a kernel). */
@@ -61,6 +63,7 @@ class FakeKernel {
       case 'route-del': this.routes.set(i!, (this.routes.get(i!) ?? []).filter((r) => r !== a.route && !(r.dst === a.route.dst && r.gateway === a.route.gateway))); return;
       case 'xdp-attach': this.xdp.set(i!, { id: 100 + (a.program === 'router' ? 1 : 0), mode: 'skb', program: a.program }); return;
       case 'xdp-detach': this.xdp.delete(i!); return;
+      case 'vlan-offload-off': this.vlanOff = new Set([...this.vlanOff, i!]); return;
       case 'egress-allow': this.egress = new Set([...this.egress, i!]); return;
       case 'egress-deny': this.egress = new Set([...this.egress].filter((x) => x !== i)); return;
       case 'router-iface': this.routerIface = a.ifindex; return;
