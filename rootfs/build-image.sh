@@ -8,7 +8,7 @@
 # Nothing is downloaded except the kernel package, with `apt-get download`,
 # once: the .deb is cached in build/vm/cache and never installed on the host.
 # Everything else is copied from this machine (busybox-static, s6, node,
-# libbpf1, nftables, iproute2, bpftool) and from the repository (the built
+# libbpf1, nftables, iproute2, bpftool, ethtool) and from the repository (the built
 # agent). A rerun with unchanged inputs does nothing (stamp of the inputs).
 #
 # Environment: NETAGENT_KERNEL_PKG  kernel package (default: what
@@ -97,7 +97,8 @@ done
 ls "$ROOT"/build/bpf/*.o >/dev/null 2>&1 || say "warning: no build/bpf/*.o: the agent will find no XDP programs (make bpf first)"
 
 # Host programs copied into the image (with the libraries ldd names).
-HOST_BINS=(/usr/bin/node /usr/sbin/nft /usr/bin/ip /usr/sbin/bpftool)
+# ethtool: channels (-l/-L) and the per-queue XDP counters of virtio_net (-S), for native XDP.
+HOST_BINS=(/usr/bin/node /usr/sbin/nft /usr/bin/ip /usr/sbin/bpftool /usr/sbin/ethtool)
 HOST_BINS+=($(ls /usr/bin/s6-* | grep -v -e s6-fdholder -e s6-instance -e s6-ipcserver -e s6-sudo -e s6-accessrules))
 # Loaded with dlopen (koffi), so ldd of node does not name them.
 DLOPEN_LIBS=(libbpf.so.1 libnftables.so.1 libelf.so.1 libz.so.1)

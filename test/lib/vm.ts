@@ -24,7 +24,21 @@ export interface VmNic {
   id: string;
   mac: string;
   tap?: boolean;
+  /**
+   * Queue pairs (TAP only; user-mode networking has one): a multi_queue TAP,
+   * netdev queues=N, virtio-net-pci mq=on with 2N+2 MSI-X vectors. Native
+   * XDP on virtio-net needs more than the vCPUs (nativeQueues()).
+   */
+  queues?: number;
 }
+
+/**
+ * Queue pairs a virtio-net NIC needs for native XDP_TX/XDP_REDIRECT with
+ * its own XDP send queues: the guest enables min(queues, vCPUs) pairs for
+ * the stack and attaching XDP asks for one more send queue per possible CPU
+ * (else virtio_net falls back to a "slower locked tx mode").
+ */
+export const nativeQueues = (smp: number): number => 2 * smp;
 
 export interface VmOptions {
   nics: VmNic[];
@@ -258,19 +272,29 @@ export class Vm {
     return vm;
   }
 
-  /** Creates a TAP device in the VM's namespace, up, and returns its name. */
-  makeTap(): string {
+  /** Creates a TAP device in the VM's namespace, up, and returns its name; multiQueue for a NIC with queues > 1 (qemu then opens one fd per queue). */
+  makeTap(multiQueue = false): string {
     const name = uniq('vt');
-    ip(this.ns, 'tuntap', 'add', 'dev', name, 'mode', 'tap');
+    ip(this.ns, 'tuntap', 'add', 'dev', name, 'mode', 'tap', ...(multiQueue ? ['multi_queue'] : []));
     ip(this.ns, 'link', 'set', name, 'up');
     return name;
   }
 
   private netdevArgs(nic: VmNic): string {
-    if (!nic.tap) return `user,id=${nic.id},restrict=on`;
-    const tap = this.makeTap();
+    const q = nic.queues ?? 1;
+    if (!nic.tap) {
+      if (q > 1) throw new Error(`NIC ${nic.id}: queues=${q} needs tap: true (qemu user-mode networking has one queue)`);
+      return `user,id=${nic.id},restrict=on`;
+    }
+    const tap = this.makeTap(q > 1);
     this.taps.set(nic.id, tap);
-    return `tap,id=${nic.id},ifname=${tap},script=no,downscript=no`;
+    return `tap,id=${nic.id},ifname=${tap},script=no,downscript=no${q > 1 ? `,queues=${q}` : ''}`;
+  }
+
+  /** virtio-net-pci properties beyond netdev/id/mac: multiqueue and its MSI-X vectors (one per queue, config, control). */
+  private static deviceProps(nic: VmNic): Record<string, string | number | boolean> {
+    const q = nic.queues ?? 1;
+    return { romfile: '', ...(q > 1 ? { mq: true, vectors: 2 * q + 2 } : {}) };
   }
 
   private async start(): Promise<void> {
@@ -291,7 +315,10 @@ export class Vm {
       '-serial', 'stdio', '-qmp', `unix:${qmpPath},server=on,wait=off`,
       '-kernel', KERNEL, '-initrd', INITRAMFS, '-append', append,
     ];
-    for (const nic of o.nics) args.push('-netdev', this.netdevArgs(nic), '-device', `virtio-net-pci,netdev=${nic.id},id=${nic.id},mac=${nic.mac},romfile=`);
+    for (const nic of o.nics) {
+      const props = Object.entries(Vm.deviceProps(nic)).map(([k, v]) => `${k}=${v === true ? 'on' : v}`);
+      args.push('-netdev', this.netdevArgs(nic), '-device', [`virtio-net-pci,netdev=${nic.id},id=${nic.id},mac=${nic.mac}`, ...props].join(','));
+    }
     // setpriv --pdeathsig: qemu dies with this process even when it is
     // SIGKILLed and no exit handler runs (nsenter and setpriv exec, so qemu's
     // parent is this process).
@@ -529,10 +556,10 @@ export class Vm {
     const netdev: Record<string, unknown> = { type: nd[0] };
     for (const kv of nd.slice(1)) {
       const [k, v] = kv.split('=') as [string, string];
-      netdev[k] = v === 'on' ? true : v;
+      netdev[k] = v === 'on' ? true : k === 'queues' ? Number(v) : v;
     }
     await this.qmp.execute('netdev_add', netdev);
-    await this.qmp.execute('device_add', { driver: 'virtio-net-pci', id: nic.id, netdev: nic.id, mac: nic.mac, romfile: '' });
+    await this.qmp.execute('device_add', { driver: 'virtio-net-pci', id: nic.id, netdev: nic.id, mac: nic.mac, ...Vm.deviceProps(nic) });
   }
 
   /** Unplugs a NIC: device_del, waits for the guest to release it (ACPI eject), netdev_del. */
