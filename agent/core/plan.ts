@@ -15,7 +15,7 @@ import type { Config } from '../config.js';
 import { classifyMac, nameMatches, parseMac, type MacClass } from './mac.js';
 import { decodeInterVm, decodeRoutedClient } from './addr.js';
 import { formatCidr4, formatIp4, parseCidr4, peer31 } from './ipv4.js';
-import { MAX_VLAN_IFINDEX, type LinkState, type ProfileName, type Role, type XdpProgram } from './vocab.js';
+import { MAX_VLAN_IFINDEX, type LinkState, type ProfileName, type Role, type XdpMode, type XdpProgram } from './vocab.js';
 
 export type { LinkState, Role, XdpProgram } from './vocab.js';
 export { MAX_VLAN_IFINDEX } from './vocab.js';
@@ -65,6 +65,8 @@ export interface World {
   egress: ReadonlySet<number>;
   /** NICs whose rx-vlan-offload we turned off (or found that it cannot be). Nothing announces a change. */
   vlanOffloadOff: ReadonlySet<number>;
+  /** Links whose driver refused native XDP (xdpMode auto then keeps every forwarder link in skb). */
+  nativeRefused: ReadonlySet<number>;
 }
 
 export interface Want {
@@ -96,7 +98,8 @@ export type Action =
   | { kind: 'link'; ifindex: number; name: string; up?: boolean; promisc?: boolean; mtu?: number }
   | { kind: 'addr-add' | 'addr-del'; ifindex: number; name: string; cidr: string }
   | { kind: 'route-add' | 'route-del'; ifindex: number; name: string; route: RouteLite }
-  | { kind: 'xdp-attach'; ifindex: number; name: string; program: XdpProgram }
+  /** mode: the one every forwarder link shares; fallback: skb if the driver refuses native (xdpMode auto). */
+  | { kind: 'xdp-attach'; ifindex: number; name: string; program: XdpProgram; mode: XdpMode; fallback: boolean }
   | { kind: 'xdp-detach'; ifindex: number; name: string }
   | { kind: 'vlan-offload-off'; ifindex: number; name: string }
   | { kind: 'egress-allow' | 'egress-deny'; ifindex: number; name: string }
@@ -200,6 +203,8 @@ interface Intrinsic {
   gateway: string | null;
   /** Router profiles: the client VM behind this link (its address and gateway). */
   peer: { address: string; gateway: string } | null;
+  /** A software device (veth, ...: it has a link kind): native XDP redirects into it need XDP on its peer. */
+  soft: boolean;
 }
 
 function linkKey(l: ObservedLink): string {
@@ -208,7 +213,7 @@ function linkKey(l: ObservedLink): string {
 
 function intrinsic(link: ObservedLink, config: Config): Intrinsic {
   const c = classify(link, config);
-  const base: Intrinsic = { key: linkKey(link), name: link.name, mac: link.mac, mtu: link.mtu, c, part: 'none', error: null, claim: null, want: NOTHING, note: null, gateway: null, peer: null };
+  const base: Intrinsic = { key: linkKey(link), name: link.name, mac: link.mac, mtu: link.mtu, c, part: 'none', error: null, claim: null, want: NOTHING, note: null, gateway: null, peer: null, soft: link.kind !== null };
   if (c.ignoredWhy !== null) return { ...base, note: c.ignoredWhy };
   const fail = (error: string): Intrinsic => ({ ...base, error });
   const mac = parseMac(link.mac)!; // classify() found a MAC class, so it parses
@@ -301,6 +306,8 @@ export class Planner {
   private readonly physicalMtus = new Map<number, number>(); // active physical NIC -> MTU (xdp-forwarder)
   private readonly claims = new Map<string, Set<number>>(); // address -> links claiming it
   private readonly gatewayCandidates = new Set<number>(); // client links with a /31
+  private readonly forwarders = new Set<number>(); // links that get an XDP program
+  private readonly softForwarders = new Set<number>(); // ... that are software devices
   private readonly uplinks = new Map<number, string>();
   private readonly clients = new Map<number, RouterClient>();
 
@@ -309,6 +316,8 @@ export class Planner {
   private routerMtu: number | null = null;
   private readonly claimWinners = new Map<string, number>();
   private defaultHolder: number | null = null;
+  /** The XDP mode every forwarder link shares (xdpMode auto: native only where all of them can). */
+  private xdpMode: XdpMode = 'skb';
   private lastRouterIface: number | null | undefined = undefined;
   private router: RouterGlobals | null = null;
   private setsChanged = true;
@@ -382,6 +391,10 @@ export class Planner {
   }
 
   private index(ifindex: number, i: Intrinsic, claimsTouched: Set<string>): void {
+    if (i.part === 'router-candidate' || i.part === 'physical') {
+      this.forwarders.add(ifindex);
+      if (i.soft) this.softForwarders.add(ifindex);
+    }
     if (i.part === 'router-candidate') this.routerCandidates.add(ifindex);
     if (i.part === 'physical') this.physicalMtus.set(ifindex, i.mtu);
     if (i.claim) {
@@ -392,6 +405,8 @@ export class Planner {
   }
 
   private unindex(ifindex: number, i: Intrinsic, claimsTouched: Set<string>): void {
+    this.forwarders.delete(ifindex);
+    this.softForwarders.delete(ifindex);
     this.routerCandidates.delete(ifindex);
     this.physicalMtus.delete(ifindex);
     if (i.claim) {
@@ -437,6 +452,19 @@ export class Planner {
       for (const i of this.claims.get(addr) ?? []) touched.add(i);
       if (winner === null) this.claimWinners.delete(addr);
       else this.claimWinners.set(addr, winner);
+    }
+    // The XDP mode all forwarder links share: a native redirect into a link
+    // whose program runs in skb mode (or into a veth without XDP on its peer)
+    // is dropped silently, so xdpMode auto is native only when every one of
+    // them is hardware (no link kind) and none refused native.
+    let mode: XdpMode = this.config.xdpMode === 'auto' ? 'native' : this.config.xdpMode;
+    if (this.config.xdpMode === 'auto') {
+      if (this.softForwarders.size) mode = 'skb';
+      else for (const r of world.nativeRefused) if (this.forwarders.has(r)) { mode = 'skb'; break; }
+    }
+    if (mode !== this.xdpMode) {
+      for (const i of this.forwarders) touched.add(i);
+      this.xdpMode = mode;
     }
     // client profile: the lowest client link with a /31 (and its address) carries the default route.
     let holder: number | null = null;
@@ -534,8 +562,9 @@ export class Planner {
     // XDP: attach ours where wanted (replacing anything else), detach ours where not.
     const x = world.xdp.get(ifindex);
     if (w.xdp) {
-      const modeOk = !x ? false : this.config.xdpMode === 'auto' ? x.mode !== 'hw' : x.mode === this.config.xdpMode;
-      if (!x || x.program !== w.xdp || !modeOk) acts.push({ kind: 'xdp-attach', ifindex, name, program: w.xdp });
+      if (!x || x.program !== w.xdp || x.mode !== this.xdpMode) {
+        acts.push({ kind: 'xdp-attach', ifindex, name, program: w.xdp, mode: this.xdpMode, fallback: this.config.xdpMode === 'auto' });
+      }
     } else if (x && x.program !== null) {
       acts.push({ kind: 'xdp-detach', ifindex, name });
     }

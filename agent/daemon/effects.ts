@@ -10,6 +10,7 @@ import type { Action, Plan, XdpProgram } from '../core/plan.js';
 import { backoff } from '../core/backoff.js';
 import type { Rtnl } from '../netlink/rtnl.js';
 import { Forwarder, type LinkCounters, type XdpState } from '../bpf/forwarder.js';
+import { BpfError } from '../bpf/errors.js';
 import { RouterFirewall } from '../nft.js';
 import { DhcpSupervisor } from '../dhcp.js';
 import { EthtoolError, setRxVlanOffload } from '../ethtool.js';
@@ -101,26 +102,36 @@ export class KernelEffects implements Effects {
         const f = this.need();
         const link = { ifindex: a.ifindex, name: a.name };
         const state = this.xdpStateOf(a.ifindex);
-        const fresh = f.freshAttachRequest(a.program, this.config.xdpMode, state);
-        const done = (res: { id: number; mode: 'skb' | 'native'; adopted: boolean }): ActionResult => {
+        const done = (res: { id: number; mode: 'skb' | 'native'; adopted: boolean }, fellBack = false): ActionResult => {
           if (res.adopted) this.log.info({ link: a.name, program: a.program, id: res.id }, 'adopted the XDP program already attached');
-          return { kind: 'xdp', id: res.id, mode: res.mode, program: a.program };
+          return { kind: 'xdp', id: res.id, mode: res.mode, program: a.program, fellBack };
         };
-        if (!fresh) return Promise.resolve(done(f.attach(link, a.program, this.config.xdpMode, state)));
+        // xdpMode auto: native where the driver can; skb when it refuses (then the planner moves every forwarder link to skb).
+        const attach = (mode: 'skb' | 'native', st?: XdpState): ActionResult => {
+          try {
+            return done(f.attach(link, a.program, mode, st));
+          } catch (e) {
+            if (!(a.fallback && mode === 'native' && e instanceof BpfError && Forwarder.nativeUnsupported(e.code))) throw e;
+            this.log.info({ link: a.name, program: a.program, err: e.message }, 'native XDP refused; falling back to skb mode');
+            return done(f.attach(link, a.program, 'skb'), true);
+          }
+        };
+        const fresh = f.freshAttachRequest(a.program, a.mode, state);
+        if (!fresh) return Promise.resolve(attach(a.mode, state));
         // A new link: the attach goes out on our netlink socket like any other
         // request. Anything unexpected (a program appeared meanwhile, a driver
-        // without native XDP under 'auto') is left to attach(), which asks the
-        // kernel what is there and handles every case.
+        // without native XDP) is left to attach(), which asks the kernel what
+        // is there and handles every case.
         return this.rtnl.setLink(a.ifindex, { xdp: { fd: fresh.fd, flags: fresh.flags } }).then(
           () => done(fresh.result),
           (e: Error & { code?: string }) => {
             if (e.code === 'ENODEV') throw e;
-            if (this.config.xdpMode === 'auto' && Forwarder.nativeUnsupported(e.code)) {
+            if (a.fallback && a.mode === 'native' && Forwarder.nativeUnsupported(e.code)) {
               this.log.info({ link: a.name, program: a.program, err: e.message }, 'native XDP refused; falling back to skb mode');
-              return done(f.attach(link, a.program, 'skb'));
+              return done(f.attach(link, a.program, 'skb'), true);
             }
-            if (e.code === 'EBUSY' || e.code === 'EEXIST') return done(f.attach(link, a.program, this.config.xdpMode));
-            throw new Error(`attach ${a.program} (${fresh.result.mode} mode) to ${a.name}: ${e.message}${e.code === 'EOPNOTSUPP' && fresh.result.mode === 'native' ? '; the driver lacks native XDP: use xdpMode skb or auto' : ''}`);
+            if (e.code === 'EBUSY' || e.code === 'EEXIST') return attach(a.mode);
+            throw new Error(`attach ${a.program} (${a.mode} mode) to ${a.name}: ${e.message}${e.code === 'EOPNOTSUPP' && a.mode === 'native' ? '; the driver lacks native XDP: use xdpMode skb or auto' : ''}`);
           },
         );
       }

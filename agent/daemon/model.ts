@@ -19,7 +19,8 @@ export interface Snapshot {
 
 /** What an action's ACK tells beyond "done" (the XDP attach: which program, in which mode). */
 export type ActionResult =
-  | { kind: 'xdp'; id: number; mode: 'skb' | 'native'; program: XdpProgram }
+  /** fellBack: native was asked and the driver refused it. */
+  | { kind: 'xdp'; id: number; mode: 'skb' | 'native'; program: XdpProgram; fellBack?: boolean }
   /** Done as far as the driver allows: what it would not do, for status. */
   | { kind: 'warning'; warning: string }
   | void;
@@ -35,6 +36,7 @@ export class Model {
   private routerIface: number | null = null;
   private egress = new Set<number>();
   private readonly vlanOffloadOff = new Set<number>();
+  private readonly nativeRefused = new Set<number>();
   /** What the NIC's driver said when rx-vlan-offload could not be turned off, per link. */
   private readonly vlanNotes = new Map<number, string>();
   /** Names of program ids (ours or not); ids are not reused while a program lives. */
@@ -55,7 +57,7 @@ export class Model {
   // ------------------------------------------------------------ reading
 
   world(): World {
-    return { links: this.observed, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress, vlanOffloadOff: this.vlanOffloadOff };
+    return { links: this.observed, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress, vlanOffloadOff: this.vlanOffloadOff, nativeRefused: this.nativeRefused };
   }
 
   link(ifindex: number): LinkMsg | undefined {
@@ -209,6 +211,7 @@ export class Model {
       case 'xdp-attach':
         if (result && result.kind === 'xdp') {
           this.programs.set(result.id, result.program);
+          if (result.fellBack) this.nativeRefused.add(a.ifindex);
           this.xdp.set(a.ifindex, { id: result.id, mode: result.mode, program: result.program });
           // The link's own IFLA_XDP view too: a later write of the link (an ACKed "up") must not undo this.
           const native = result.mode === 'native';
@@ -270,6 +273,7 @@ export class Model {
     this.observed.delete(ifindex);
     this.vlanOffloadOff.delete(ifindex);
     this.vlanNotes.delete(ifindex);
+    this.nativeRefused.delete(ifindex);
     this.addrs.delete(ifindex);
     this.xdp.delete(ifindex);
     // The kernel drops routes through a link with it.

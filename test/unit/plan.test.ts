@@ -31,6 +31,7 @@ function world(links: ObservedLink[], extra: Partial<{ addrs: Map<number, Observ
     routerIface: extra.routerIface ?? null,
     egress: extra.egress ?? new Set(),
     vlanOffloadOff: extra.vlanOffloadOff ?? new Set(links.map((l) => l.ifindex)),
+    nativeRefused: new Set(),
   };
 }
 
@@ -70,12 +71,17 @@ test('xdp-forwarder: a configured world needs nothing (idempotent)', () => {
   assert.is(linkState(p.links.get(1)!, 0, null), 'ignored');
 });
 
-test('xdp-forwarder: a program in the wrong mode, or someone else\'s, is replaced; with auto either mode is fine', () => {
+test('xdp-forwarder: a program in the wrong mode, or someone else\'s, is replaced; auto is native only where every forwarder link can be', () => {
   const phys = link('52:54:00:00:00:10', { ifindex: 2, up: true });
   const w = world([phys], { xdp: new Map<number, ObservedXdp>([[2, { id: 10, mode: 'native', program: 'physical' }]]), egress: new Set([2]) });
   assert.equal(kinds(plan(cfg(), w).actions.get(2)), ['xdp-attach']);
-  assert.is(plan(cfg({ xdpMode: 'auto' }), w).actions.size, 0);
+  assert.is(plan(cfg({ xdpMode: 'auto' }), w).actions.size, 0, 'auto: a hardware NIC stays native');
   assert.is(plan(cfg({ xdpMode: 'native' }), w).actions.size, 0);
+  // A veth among the forwarder links: a native redirect into it needs XDP on its peer, so auto puts every link in skb.
+  const veth = link('02:01:00:00:00:01', { ifindex: 3, up: true, promisc: true, kind: 'veth' });
+  const mixed = plan(cfg({ xdpMode: 'auto' }), world([phys, veth], { xdp: new Map<number, ObservedXdp>([[2, { id: 10, mode: 'native', program: 'physical' }]]), egress: new Set([2]), routerIface: 3 }));
+  const attach = mixed.actions.get(2)!.find((a) => a.kind === 'xdp-attach');
+  assert.equal(attach && 'mode' in attach && [attach.mode, attach.fallback], ['skb', true], 'the NIC moves to skb too');
   const foreign = world([phys], { xdp: new Map<number, ObservedXdp>([[2, { id: 9, mode: 'skb', program: null }]]), egress: new Set([2]) });
   assert.equal(kinds(plan(cfg(), foreign).actions.get(2)), ['xdp-attach']);
 });

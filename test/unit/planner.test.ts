@@ -35,9 +35,10 @@ class FakeKernel {
   routerIface: number | null = null;
   egress = new Set<number>();
   vlanOff = new Set<number>();
+  refused = new Set<number>();
 
   world(): World {
-    return { links: this.links, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress, vlanOffloadOff: this.vlanOff };
+    return { links: this.links, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress, vlanOffloadOff: this.vlanOff, nativeRefused: this.refused };
   }
 
   removeLink(i: number): void {
@@ -46,6 +47,7 @@ class FakeKernel {
     this.routes.delete(i);
     this.xdp.delete(i);
     this.vlanOff = new Set([...this.vlanOff].filter((x) => x !== i));
+    this.refused = new Set([...this.refused].filter((x) => x !== i));
   }
 
   /** What the kernel would do with an action (the effects, without a kernel). */
@@ -61,7 +63,7 @@ class FakeKernel {
       case 'addr-del': this.addrs.set(i!, (this.addrs.get(i!) ?? []).filter((x) => x.cidr !== a.cidr)); return;
       case 'route-add': this.routes.set(i!, [...(this.routes.get(i!) ?? []), a.route]); return;
       case 'route-del': this.routes.set(i!, (this.routes.get(i!) ?? []).filter((r) => r !== a.route && !(r.dst === a.route.dst && r.gateway === a.route.gateway))); return;
-      case 'xdp-attach': this.xdp.set(i!, { id: 100 + (a.program === 'router' ? 1 : 0), mode: 'skb', program: a.program }); return;
+      case 'xdp-attach': this.xdp.set(i!, { id: 100 + (a.program === 'router' ? 1 : 0), mode: a.mode, program: a.program }); return;
       case 'xdp-detach': this.xdp.delete(i!); return;
       case 'vlan-offload-off': this.vlanOff = new Set([...this.vlanOff, i!]); return;
       case 'egress-allow': this.egress = new Set([...this.egress, i!]); return;
@@ -101,7 +103,7 @@ function randomLink(r: Rng, ifindex: number): ObservedLink {
     ifindex,
     name: r.int(10) === 0 ? 'dup0' : `l${ifindex}`,
     mac: randomMac(r),
-    kind: r.int(8) === 0 ? 'bridge' : null,
+    kind: r.int(8) === 0 ? 'bridge' : r.int(6) === 0 ? 'veth' : null,
     loopback: false,
     up: r.int(2) === 0,
     promisc: r.int(4) === 0,
@@ -174,8 +176,9 @@ for (const [n, extra] of PROFILES.entries()) {
             const x = r.int(4);
             if (x === 0) k.xdp.delete(i);
             else k.xdp.set(i, { id: r.int(50), mode: r.pick(['skb', 'native'] as const), program: x === 1 ? null : r.pick(['physical', 'router'] as const) });
+            // Sometimes the driver refused native XDP (the effects fell back to skb).
+            if (r.int(5) === 0) { k.refused = new Set([...k.refused, i]); what = `refused ${i}`; } else what = `xdp ${i}`;
             changed.add(i);
-            what = `xdp ${i}`;
             break;
           }
           case 7: { // router_iface written behind our back (or emptied)
