@@ -1,5 +1,5 @@
-// netagent's command line: `run` (the daemon), `status` (ask it), `log`
-// (read its log), help, version.
+// netagent's command line: `run` (the daemon), `status` (ask it), `events`
+// (watch it change links, live), `log` (read its log), help, version.
 import { makeLogger } from './log.js';
 import { DEFAULT_PATHS, ConfigError, type Paths } from './config.js';
 import { VERSION } from './version.js';
@@ -38,6 +38,21 @@ what it finds.`,
     details: 'Exit 0 when it answers, 1 with a one-line reason when not.',
     options: [
       ['--json', 'the whole answer as JSON (SPEC.md) instead of a table'],
+      ['--socket PATH', `the daemon's control socket (default ${DEFAULT_PATHS.socket})`],
+    ],
+  },
+  events: {
+    usage: 'netagent events [--json] [--socket PATH]',
+    summary: 'Watch links change state, live: every transition and every repair, until Ctrl-C.',
+    details: `First one line per link with the state it is in now, then, as they happen,
+each state change (new, pending, configured, failed, ignored, removed) with
+its reason, and each repair (the agent putting back what someone changed on a
+configured link), with the local time. Any number may watch at once; one
+that falls behind (a slow console, Ctrl-Z) never slows the agent: it is told
+how many events it missed. Exit 1 with a one-line reason when the daemon
+cannot be reached or the stream ends.`,
+    options: [
+      ['--json', 'one JSON object per line, as the daemon sends them (type: link, live, transition, repair, dropped, bye)'],
       ['--socket PATH', `the daemon's control socket (default ${DEFAULT_PATHS.socket})`],
     ],
   },
@@ -202,6 +217,24 @@ async function cmdStatus(argv: string[]): Promise<number> {
   }
 }
 
+async function cmdEvents(argv: string[]): Promise<number> {
+  const { flags, rest } = parseArgs(argv, ['socket'], ['json']);
+  if (rest.length) throw new UsageError(`events takes no arguments (got ${rest.join(' ')})`);
+  const { watchEvents, formatEvent } = await import('./events.js');
+  const json = flags.has('json');
+  const color = !json && process.stdout.isTTY === true && !process.env.NO_COLOR && process.env.TERM !== 'dumb';
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0); // `netagent events | head`: the reader is done
+    throw e;
+  });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(0));
+  const why = await watchEvents((flags.get('socket') as string) ?? DEFAULT_PATHS.socket, (line, e) => {
+    process.stdout.write(json ? `${line}\n` : `${formatEvent(e, { color, now: new Date() })}\n`);
+  });
+  process.stderr.write(`netagent events: ${why}\n`);
+  return 1;
+}
+
 async function cmdLog(argv: string[]): Promise<number> {
   const { flags, rest } = parseArgs(argv, ['lines', 'link', 'level', 'dir'], ['follow', 'json'], { n: 'lines', f: 'follow' });
   const bad = rest.find((a) => a.startsWith('-') && a !== '-');
@@ -270,6 +303,7 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'run': return cmdRun(rest);
     case 'status': return cmdStatus(rest);
+    case 'events': return cmdEvents(rest);
     case 'log': return cmdLog(rest);
     case '--version': case 'version': process.stdout.write(`netagent ${VERSION}\n`); return 0;
     case '--help': case '-h': case 'help': {

@@ -4,7 +4,9 @@
 import { createServer, createConnection, type Server } from 'node:net';
 import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { EventEmitter } from 'node:events';
 import type { Logger } from './log.js';
+import { EventFeed } from './eventfeed.js';
 import type { LinkState, Role, XdpMode, XdpProgram } from './core/vocab.js';
 
 export interface InterfaceStatus {
@@ -37,10 +39,17 @@ export interface StatusReport {
   lastError: string | null;
 }
 
-/** Serves status reports on a Unix socket that only root may open (0600 in a 0700 directory). */
+/**
+ * Serves status reports, and the event stream (agent/events.ts) to watchers,
+ * on a Unix socket that only root may open (0600 in a 0700 directory).
+ */
 export class ControlServer {
   private server: Server | null = null;
-  constructor(private readonly path: string, private readonly report: () => StatusReport, private readonly log: Logger) {}
+  private readonly feed: EventFeed | null;
+  /** `events`: what emits the reconciler's 'transition' and 'repair' (it exists once the daemon is wired). */
+  constructor(private readonly path: string, private readonly report: () => StatusReport, private readonly log: Logger, events?: () => EventEmitter | undefined) {
+    this.feed = events ? new EventFeed(events) : null;
+  }
 
   async listen(): Promise<void> {
     mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
@@ -59,14 +68,18 @@ export class ControlServer {
     const server = createServer((conn) => {
       conn.setTimeout(5000, () => conn.destroy());
       let buf = '';
+      let answered = false;
       conn.on('data', (d) => {
+        if (answered) return; // a watcher has nothing more to say
         buf += d.toString('utf8');
         if (buf.length > 4096) return conn.destroy(); // a request is one short line
         const nl = buf.indexOf('\n');
         if (nl < 0) return;
+        answered = true;
         let reply: unknown;
         try {
           const req = JSON.parse(buf.slice(0, nl)) as { cmd?: unknown };
+          if (req.cmd === 'events' && this.feed) return this.feed.add(conn, this.report());
           reply = req.cmd === 'status' ? this.report() : { error: `unknown command ${JSON.stringify(req.cmd)}` };
         } catch (e) {
           reply = { error: `bad request: ${(e as Error).message}` };
@@ -93,6 +106,7 @@ export class ControlServer {
     const s = this.server;
     this.server = null;
     if (!s) return; // never listened: the socket file, if any, is someone else's
+    this.feed?.closeAll('netagent is stopping'); // else close() would wait for every watcher to hang up
     await new Promise<void>((r) => s.close(() => r()));
     try { rmSync(this.path); } catch { /* gone */ }
   }
@@ -135,14 +149,17 @@ export function requestStatus(path: string, timeoutMs = 3000): Promise<StatusRep
     });
     conn.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      const why =
-        e.code === 'ENOENT' ? `netagent is not running (no control socket at ${path}); start it or check the service: s6-svstat /run/service/netagent`
-        : e.code === 'ECONNREFUSED' ? `netagent is not running (${path} refuses connections: a stale socket?)`
-        : e.code === 'EACCES' ? `permission denied on ${path}: netagent status must run as root`
-        : `cannot reach netagent at ${path}: ${e.code ?? e.message}`;
-      reject(new StatusError(why));
+      reject(new StatusError(reachError(e, path)));
     });
   });
+}
+
+/** Why the control socket cannot be reached, and what to do, in one line. */
+export function reachError(e: NodeJS.ErrnoException, path: string): string {
+  return e.code === 'ENOENT' ? `netagent is not running (no control socket at ${path}); start it or check the service: s6-svstat /run/service/netagent`
+    : e.code === 'ECONNREFUSED' ? `netagent is not running (${path} refuses connections: a stale socket?)`
+    : e.code === 'EACCES' ? `permission denied on ${path}: the control socket is root's only (run as root)`
+    : `cannot reach netagent at ${path}: ${e.code ?? e.message}`;
 }
 
 function fmtDuration(s: number): string {
