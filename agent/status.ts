@@ -24,6 +24,23 @@ export interface InterfaceStatus {
   why: string;
   up: boolean;
   mtu: number;
+  /** What the XDP forwarder counted on the link (NICs and the router link); null elsewhere or without the forwarder. */
+  traffic: LinkTraffic | null;
+}
+
+/**
+ * A link's counters, from its own point of view: rx what came in on it, tx
+ * what the forwarder sent out of it. Bigints as decimal strings.
+ */
+export interface LinkTraffic {
+  /** The NIC's VLAN ID (its frames' tag on the router link); null for the router link. */
+  vid: number | null;
+  rxPackets: string;
+  rxBytes: string;
+  txPackets: string;
+  txBytes: string;
+  /** Frames dropped on this link, by reason (bpf/common.h enum link_drop). */
+  drops: Record<string, string>;
 }
 
 export interface StatusReport {
@@ -167,19 +184,90 @@ function fmtDuration(s: number): string {
   return d ? `${d}d${h}h` : h ? `${h}h${m}m` : m ? `${m}m${sec}s` : `${sec}s`;
 }
 
-/** The human table for the console: fixed columns, errors spelled out below it. */
-export function formatStatus(r: StatusReport): string {
-  const head = ['IFACE', 'IDX', 'MAC', 'ROLE', 'STATE', 'ADDRESSES', 'XDP', 'NOTE'];
-  const rows = r.interfaces.map((i) => [
-    i.name + (i.up ? '' : ' (down)'),
-    String(i.ifindex),
-    i.mac || '-',
-    i.role,
-    i.state,
-    i.addresses.length ? i.addresses.join(',') : '-',
-    i.xdp ? `${i.xdp.program}/${i.xdp.mode} #${i.xdp.id}` : '-',
-    i.error ? 'see below' : i.state === 'pending' ? i.why : i.note ?? '',
-  ]);
+/** Frames and bytes per second on one link, between two reports; null when its counters went back (reset, new VID). */
+export interface LinkRate {
+  rx: { frames: number; bytes: number };
+  tx: { frames: number; bytes: number };
+}
+
+/** Per-link rates from two reports `seconds` apart, by ifindex. */
+export function rates(prev: StatusReport, cur: StatusReport, seconds: number): Map<number, LinkRate | null> {
+  const out = new Map<number, LinkRate | null>();
+  const before = new Map(prev.interfaces.map((i) => [i.ifindex, i.traffic]));
+  for (const i of cur.interfaces) {
+    const a = before.get(i.ifindex);
+    const b = i.traffic;
+    if (!a || !b || seconds <= 0) continue;
+    const d = (k: 'rxPackets' | 'rxBytes' | 'txPackets' | 'txBytes') => Number(BigInt(b[k]) - BigInt(a[k]));
+    const deltas = [d('rxPackets'), d('rxBytes'), d('txPackets'), d('txBytes')];
+    if (a.vid !== b.vid || deltas.some((x) => x < 0)) {
+      out.set(i.ifindex, null);
+      continue;
+    }
+    const [rf, rb, tf, tb] = deltas.map((x) => x / seconds) as [number, number, number, number];
+    out.set(i.ifindex, { rx: { frames: rf, bytes: rb }, tx: { frames: tf, bytes: tb } });
+  }
+  return out;
+}
+
+/** A count for people: exact below 10000, then 12.3k, 4.56M, 1.2G. */
+export function humanCount(n: number | bigint): string {
+  const v = Number(n);
+  if (v < 10 && !Number.isInteger(v)) return v.toFixed(1); // a rate: 0.5/s is not 0/s
+  if (v < 10_000) return String(Math.round(v));
+  for (const [unit, size] of [['G', 1e9], ['M', 1e6], ['k', 1e3]] as const) {
+    if (v >= size) return `${fix3(v / size)}${unit}`;
+  }
+  return String(v);
+}
+
+/** Bytes for people, in IEC units: 512 B, 4.9 KiB, 12.3 MiB, 1.07 GiB. */
+export function humanBytes(n: number | bigint): string {
+  const v = Number(n);
+  if (v < 1024) return `${Math.round(v)} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let x = v / 1024;
+  let u = 0;
+  while (x >= 1024 && u < units.length - 1) {
+    x /= 1024;
+    u++;
+  }
+  return `${fix3(x)} ${units[u]}`;
+}
+
+/** Three significant digits at most: 4.91, 49.1, 491. */
+function fix3(x: number): string {
+  return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2).replace(/0$/, '');
+}
+
+export interface FormatStatusOptions {
+  /** `status --watch`: add RX/s and TX/s columns ('-' for a link without a rate yet). */
+  rates?: Map<number, LinkRate | null>;
+}
+
+/** The human table for the console: fixed columns, errors and drops spelled out below it. */
+export function formatStatus(r: StatusReport, o: FormatStatusOptions = {}): string {
+  const head = ['IFACE', 'IDX', 'MAC', 'ROLE', 'STATE', 'VID', 'RX', 'TX', ...(o.rates ? ['RX/s', 'TX/s'] : []), 'ADDRESSES', 'XDP', 'NOTE'];
+  const total = (frames: string, bytes: string) => `${humanCount(BigInt(frames))} / ${humanBytes(BigInt(bytes))}`;
+  const perSecond = (x: { frames: number; bytes: number }) => `${humanCount(x.frames)}/s ${humanBytes(x.bytes)}/s`;
+  const rows = r.interfaces.map((i) => {
+    const t = i.traffic;
+    const rate = o.rates?.get(i.ifindex);
+    return [
+      i.name + (i.up ? '' : ' (down)'),
+      String(i.ifindex),
+      i.mac || '-',
+      i.role,
+      i.state,
+      t?.vid != null ? String(t.vid) : '-',
+      t ? total(t.rxPackets, t.rxBytes) : '-',
+      t ? total(t.txPackets, t.txBytes) : '-',
+      ...(o.rates ? (rate ? [perSecond(rate.rx), perSecond(rate.tx)] : ['-', '-']) : []),
+      i.addresses.length ? i.addresses.join(',') : '-',
+      i.xdp ? `${i.xdp.program}/${i.xdp.mode} #${i.xdp.id}` : '-',
+      i.error ? 'see below' : i.state === 'pending' ? i.why : i.note ?? '',
+    ];
+  });
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c]!.length)));
   const line = (cells: string[]) => cells.map((x, c) => (c === cells.length - 1 ? x : x.padEnd(widths[c]!))).join('  ').trimEnd();
   const out = [
@@ -192,6 +280,13 @@ export function formatStatus(r: StatusReport): string {
   if (failed.length) {
     out.push('', 'errors:');
     for (const i of failed) out.push(`  ${i.name}: ${i.error}`);
+  }
+  const dropping = r.interfaces
+    .map((i) => [i.name, Object.entries(i.traffic?.drops ?? {}).filter(([, v]) => v !== '0')] as const)
+    .filter(([, d]) => d.length);
+  if (dropping.length) {
+    out.push('', 'dropped frames:');
+    for (const [name, d] of dropping) out.push(`  ${name}: ${d.map(([k, v]) => `${k} ${v}`).join(', ')}`);
   }
   const c = r.counters;
   const nonzero = Object.entries(c).filter(([, v]) => v !== '0');
