@@ -1,5 +1,5 @@
-// netagent's command line: `run` (the daemon), `status` (ask it), `log`
-// (read its log), help, version.
+// netagent's command line: `run` (the daemon), `status` (ask it), `events`
+// (watch it change links, live), `log` (read its log), help, version.
 import { makeLogger } from './log.js';
 import { DEFAULT_PATHS, ConfigError, type Paths } from './config.js';
 import { VERSION } from './version.js';
@@ -33,11 +33,29 @@ what it finds.`,
     ],
   },
   status: {
-    usage: 'netagent status [--json] [--socket PATH]',
-    summary: "Ask the daemon for every link's role, state, addresses and XDP program.",
-    details: 'Exit 0 when it answers, 1 with a one-line reason when not.',
+    usage: 'netagent status [--json] [--watch [SECONDS]] [--socket PATH]',
+    summary: "Ask the daemon for every link's role, state, XDP program and traffic.",
+    details: `The table shows each NIC's VID and, per link, the frames / bytes the XDP
+forwarder received (RX) and sent out of it (TX); drops by reason below it.
+Exit 0 when it answers, 1 with a one-line reason when not.`,
     options: [
-      ['--json', 'the whole answer as JSON (SPEC.md) instead of a table'],
+      ['--json', 'the whole answer as JSON (SPEC.md) instead of a table; per interface, traffic: {vid, rxPackets, rxBytes, txPackets, txBytes, drops}'],
+      ['--watch [SECONDS]', 'ask again every SECONDS (default 2) until Ctrl-C, with RX/s and TX/s rates: redrawn on a terminal, else one table after another, a blank line between (with --json: one report per line)'],
+      ['--socket PATH', `the daemon's control socket (default ${DEFAULT_PATHS.socket})`],
+    ],
+  },
+  events: {
+    usage: 'netagent events [--json] [--socket PATH]',
+    summary: 'Watch links change state and get repaired, live, until Ctrl-C.',
+    details: `First one line per link with the state it is in now, then, as they happen,
+each state change (new, pending, configured, failed, ignored, removed) with
+its reason, and each repair (the agent putting back what someone changed on a
+configured link), with the local time. Any number may watch at once; one
+that falls behind (a slow console, Ctrl-Z) never slows the agent: it is told
+how many events it missed. Exit 1 with a one-line reason when the daemon
+cannot be reached or the stream ends.`,
+    options: [
+      ['--json', 'one JSON object per line, as the daemon sends them (type: link, live, transition, repair, dropped, bye)'],
       ['--socket PATH', `the daemon's control socket (default ${DEFAULT_PATHS.socket})`],
     ],
   },
@@ -67,11 +85,11 @@ function commandHelp(name: string): string {
   return `${wrap('usage: ', c.usage, 'usage: netagent '.length + name.length + 1)}\n\n${c.summary}\n${c.details ? `${c.details}\n` : ''}\noptions:\n${lines.join('\n')}\n`;
 }
 
-/** `prefix` then `text` word-wrapped at 80 columns (a serial console), continuing at column `indent`; a usage's [--option VALUE] stays whole. */
+/** `prefix` then `text` word-wrapped at 80 columns (a serial console), continuing at column `indent`; a usage's [--option VALUE] (or [--option [VALUE]]) stays whole. */
 function wrap(prefix: string, text: string, indent: number): string {
   const out: string[] = [];
   let cur = '';
-  for (const word of text.match(/\[[^\]]*\]|\S+/g) ?? []) {
+  for (const word of text.match(/\[(?:[^[\]]|\[[^\]]*\])*\]|\S+/g) ?? []) {
     if (!cur) {
       cur = prefix + word;
     } else if (cur.length + 1 + word.length > 80) {
@@ -189,17 +207,89 @@ async function cmdRun(argv: string[]): Promise<number> {
 }
 
 async function cmdStatus(argv: string[]): Promise<number> {
-  const { flags, rest } = parseArgs(argv, ['socket'], ['json']);
+  const { watch, rest: args } = watchArg(argv);
+  const { flags, rest } = parseArgs(args, ['socket'], ['json']);
   if (rest.length) throw new UsageError(`status takes no arguments (got ${rest.join(' ')})`);
   const { requestStatus, formatStatus } = await import('./status.js');
+  const socket = (flags.get('socket') as string) ?? DEFAULT_PATHS.socket;
+  const json = flags.has('json');
+  if (watch !== null) return watchStatus(socket, watch, json);
   try {
-    const r = await requestStatus((flags.get('socket') as string) ?? DEFAULT_PATHS.socket);
-    process.stdout.write(flags.has('json') ? JSON.stringify(r, null, 2) + '\n' : formatStatus(r));
+    const r = await requestStatus(socket);
+    process.stdout.write(json ? JSON.stringify(r, null, 2) + '\n' : formatStatus(r));
     return 0;
   } catch (e) {
     process.stderr.write(`netagent status: ${(e as Error).message}\n`);
     return 1;
   }
+}
+
+/** `--watch`, `--watch N`, `--watch=N` (N seconds, default 2) taken out of argv. */
+function watchArg(argv: string[]): { watch: number | null; rest: string[] } {
+  const rest = [...argv];
+  const at = rest.findIndex((a) => a === '--watch' || a.startsWith('--watch='));
+  if (at < 0) return { watch: null, rest };
+  const a = rest[at]!;
+  let v: string | undefined = a.includes('=') ? a.slice('--watch='.length) : undefined;
+  let n = 1;
+  if (v === undefined && rest[at + 1] !== undefined && /^[\d.]+$/.test(rest[at + 1]!)) {
+    v = rest[at + 1];
+    n = 2;
+  }
+  rest.splice(at, n);
+  const s = v === undefined ? 2 : Number(v);
+  if (!Number.isFinite(s) || s < 0.1 || s > 86_400) throw new UsageError(`--watch takes a number of seconds from 0.1 to 86400 (got ${JSON.stringify(v)})`);
+  return { watch: s, rest };
+}
+
+/** Asks again every `seconds` until Ctrl-C; the daemon not answering is shown, and asked again. */
+async function watchStatus(socket: string, seconds: number, json: boolean): Promise<number> {
+  const { requestStatus, formatStatus, rates } = await import('./status.js');
+  const { formatTime } = await import('./logview.js');
+  const tty = process.stdout.isTTY === true;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(0));
+  let prev: { r: import('./status.js').StatusReport; at: number } | null = null;
+  let first = true;
+  for (;;) {
+    const started = performance.now();
+    let text: string;
+    try {
+      const r = await requestStatus(socket);
+      const at = performance.now();
+      text = json ? `${JSON.stringify(r)}\n` : formatStatus(r, { rates: prev ? rates(prev.r, r, (at - prev.at) / 1000) : new Map() });
+      prev = { r, at };
+    } catch (e) {
+      text = json ? `${JSON.stringify({ error: (e as Error).message })}\n` : `netagent status: ${(e as Error).message}\n`;
+      prev = null;
+    }
+    if (!json) text = `${formatTime(Date.now(), new Date())}  every ${seconds} s (Ctrl-C to stop)\n${text}`;
+    // A terminal: redraw in place (home, clear). Otherwise one table after another.
+    process.stdout.write(json ? text : tty ? `\x1b[H\x1b[2J${text}` : `${first ? '' : '\n'}${text}`);
+    first = false;
+    await new Promise((r) => setTimeout(r, Math.max(0, seconds * 1000 - (performance.now() - started))));
+  }
+}
+
+async function cmdEvents(argv: string[]): Promise<number> {
+  const { flags, rest } = parseArgs(argv, ['socket'], ['json']);
+  if (rest.length) throw new UsageError(`events takes no arguments (got ${rest.join(' ')})`);
+  const { watchEvents, formatEvent } = await import('./events.js');
+  const json = flags.has('json');
+  const color = !json && process.stdout.isTTY === true && !process.env.NO_COLOR && process.env.TERM !== 'dumb';
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0); // `netagent events | head`: the reader is done
+    throw e;
+  });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(0));
+  const why = await watchEvents((flags.get('socket') as string) ?? DEFAULT_PATHS.socket, (line, e) => {
+    process.stdout.write(json ? `${line}\n` : `${formatEvent(e, { color, now: new Date() })}\n`);
+  });
+  process.stderr.write(`netagent events: ${why}\n`);
+  return 1;
 }
 
 async function cmdLog(argv: string[]): Promise<number> {
@@ -270,6 +360,7 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'run': return cmdRun(rest);
     case 'status': return cmdStatus(rest);
+    case 'events': return cmdEvents(rest);
     case 'log': return cmdLog(rest);
     case '--version': case 'version': process.stdout.write(`netagent ${VERSION}\n`); return 0;
     case '--help': case '-h': case 'help': {

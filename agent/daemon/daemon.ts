@@ -56,7 +56,7 @@ export class Daemon {
     this.applyLogLevel();
     this.log.info({ version: VERSION, profile: config.profile, xdpMode: config.xdpMode, config: fromFile ? paths.config : '(defaults)', paths }, 'netagent starting');
 
-    this.control = new ControlServer(paths.socket, () => this.report(), this.log);
+    this.control = new ControlServer(paths.socket, () => this.report(), this.log, () => this.reconciler);
     await this.control.listen();
     this.rtnl = Rtnl.open({ timeoutMs: config.requestTimeoutMs, log: this.log });
     this.effects = new KernelEffects(config, paths, this.rtnl, this.log, (ms) => this.reconciler.armRetry(ms));

@@ -1,13 +1,15 @@
 // The status report (`netagent status`): every link with its role, state,
 // addresses, XDP program and error, from the model (what the kernel has) and
-// the reconciler (what state each link is in, and why).
+// the reconciler (what state each link is in, and why), and its traffic as
+// the XDP programs counted it (effects).
 //
 // One rule for the last error: it is the first problem that still exists
 // (shared ones first: the forwarder, nftables, a refused config, a failed
 // dump; then failed links in ifindex order), and null when nothing is wrong.
 // Nothing is sticky: once fixed, it is gone from the report.
 import type { Config } from '../config.js';
-import type { InterfaceStatus, StatusReport } from '../status.js';
+import type { InterfaceStatus, LinkTraffic, StatusReport } from '../status.js';
+import type { LinkCounters } from '../bpf/forwarder.js';
 import { VERSION } from '../version.js';
 import type { Model } from './model.js';
 import type { Reconciler } from './reconciler.js';
@@ -26,6 +28,7 @@ export interface ReportSources {
 
 export function buildReport(s: ReportSources): StatusReport {
   const p = s.reconciler.current();
+  const traffic = s.effects.nicCounters();
   const interfaces: InterfaceStatus[] = [...s.model.allLinks()]
     .sort((a, b) => a.ifindex - b.ifindex)
     .map((l) => {
@@ -47,6 +50,7 @@ export function buildReport(s: ReportSources): StatusReport {
         why: st?.why ?? 'not planned yet',
         up: l.up,
         mtu: l.mtu,
+        traffic: trafficOf(traffic.get(l.ifindex)),
       };
     });
   const shared = [
@@ -68,5 +72,15 @@ export function buildReport(s: ReportSources): StatusReport {
     routerIface: s.model.router,
     counters: s.effects.counters(),
     lastError,
+  };
+}
+
+/** A link's counters as the report carries them: bigints as decimal strings (JSON has no bigint). */
+function trafficOf(c: LinkCounters | undefined): LinkTraffic | null {
+  if (!c) return null;
+  return {
+    vid: c.vid,
+    rxPackets: String(c.rxPackets), rxBytes: String(c.rxBytes), txPackets: String(c.txPackets), txBytes: String(c.txBytes),
+    drops: Object.fromEntries(Object.entries(c.drops).map(([k, v]) => [k, String(v)])),
   };
 }

@@ -124,7 +124,7 @@ test('--help lists every command; COMMAND --help and help COMMAND describe every
   assert.match(cli('help', 'log').stdout, /default 20/);
   const bad = cli('help', 'nope');
   assert.is(bad.status, 2);
-  assert.match(bad.stderr, /no command "nope" \(commands: run, status, log\)/);
+  assert.match(bad.stderr, /no command "nope" \(commands: run, status, events, log\)/);
 });
 
 test.run();
