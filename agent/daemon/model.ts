@@ -25,6 +25,14 @@ export type ActionResult =
   | { kind: 'warning'; warning: string }
   | void;
 
+/** How long an acknowledged change waits for its echo before events are believed again. */
+const ECHO_WAIT_MS = 1000;
+
+interface Expected {
+  fields: { up?: boolean; promisc?: boolean; mtu?: number; xdp?: Omit<LinkMsg['xdp'], 'hwProgId'> };
+  until: number;
+}
+
 export type LinkChange = 'appeared' | 'changed' | 'removed' | null;
 
 export class Model {
@@ -42,6 +50,7 @@ export class Model {
   /** Names of program ids (ours or not); ids are not reused while a program lives. */
   private readonly programs = new Map<number, XdpProgram | null>();
   private dirty = new Set<number>();
+  private readonly expected = new Map<number, Expected>();
 
   /**
    * @param routeProtocol the protocol number that marks routes as ours
@@ -112,7 +121,7 @@ export class Model {
     if (l.family !== 0) return null;
     if (type === 'del') return this.removeLink(l.ifindex) ? 'removed' : null;
     const before = this.links.get(l.ifindex);
-    this.setLink(l);
+    this.setLink(this.withExpected(l));
     return before ? 'changed' : 'appeared';
   }
 
@@ -138,6 +147,7 @@ export class Model {
   /** Replaces everything with a dump; every link, old and new, is marked. */
   replace(s: Snapshot): void {
     for (const i of this.links.keys()) this.dirty.add(i);
+    this.expected.clear(); // a dump is read after our ACKs: it is the truth
     this.links.clear();
     this.observed.clear();
     this.xdp.clear();
@@ -191,6 +201,7 @@ export class Model {
         if (a.up !== undefined) next.up = a.up;
         if (a.promisc !== undefined) next.promisc = a.promisc;
         if (a.mtu !== undefined) next.mtu = a.mtu;
+        this.expect(a.ifindex, { ...(a.up !== undefined ? { up: a.up } : {}), ...(a.promisc !== undefined ? { promisc: a.promisc } : {}), ...(a.mtu !== undefined ? { mtu: a.mtu } : {}) });
         this.setLink(next);
         return;
       }
@@ -215,12 +226,15 @@ export class Model {
           this.xdp.set(a.ifindex, { id: result.id, mode: result.mode, program: result.program });
           // The link's own IFLA_XDP view too: a later write of the link (an ACKed "up") must not undo this.
           const native = result.mode === 'native';
-          this.setLinkXdp(a.ifindex, { attached: result.mode, progId: result.id, skbProgId: native ? 0 : result.id, drvProgId: native ? result.id : 0 });
+          const x = { attached: result.mode, progId: result.id, skbProgId: native ? 0 : result.id, drvProgId: native ? result.id : 0 } as const;
+          this.expect(a.ifindex, { xdp: x });
+          this.setLinkXdp(a.ifindex, x);
         }
         this.dirty.add(a.ifindex);
         return;
       case 'xdp-detach':
         this.xdp.delete(a.ifindex);
+        this.expect(a.ifindex, { xdp: { attached: 'none', progId: 0, skbProgId: 0, drvProgId: 0 } });
         this.setLinkXdp(a.ifindex, { attached: 'none', progId: 0, skbProgId: 0, drvProgId: 0 });
         this.dirty.add(a.ifindex);
         return;
@@ -263,6 +277,40 @@ export class Model {
     this.setXdpFromLink(l);
   }
 
+  /**
+   * Our own changes, acknowledged, until the kernel's notification of them
+   * (its echo) arrives. The event socket is not the request socket: a
+   * notification sent before our change (the link's creation, say) can be
+   * read after its ACK, and must not undo what we know; the first event that
+   * shows our value is the echo, and every event after it is the truth again.
+   */
+  private expect(ifindex: number, fields: Expected['fields']): void {
+    const e = this.expected.get(ifindex);
+    this.expected.set(ifindex, { fields: { ...e?.fields, ...fields }, until: Date.now() + ECHO_WAIT_MS });
+  }
+
+  private withExpected(l: LinkMsg): LinkMsg {
+    const e = this.expected.get(l.ifindex);
+    if (!e) return l;
+    if (Date.now() > e.until) {
+      this.expected.delete(l.ifindex); // no echo came: the kernel's word is all there is
+      return l;
+    }
+    const out = { ...l };
+    const f = e.fields;
+    for (const k of ['up', 'promisc', 'mtu'] as const) {
+      if (f[k] === undefined) continue;
+      if (l[k] === f[k]) delete f[k];
+      else (out as Record<string, unknown>)[k] = f[k];
+    }
+    if (f.xdp) {
+      if (l.xdp.skbProgId === f.xdp.skbProgId && l.xdp.drvProgId === f.xdp.drvProgId) delete f.xdp;
+      else out.xdp = { ...f.xdp, hwProgId: l.xdp.hwProgId };
+    }
+    if (!Object.keys(f).length) this.expected.delete(l.ifindex);
+    return out;
+  }
+
   private setLinkXdp(ifindex: number, x: Omit<LinkMsg['xdp'], 'hwProgId'>): void {
     const l = this.links.get(ifindex);
     if (l) this.links.set(ifindex, { ...l, xdp: { ...x, hwProgId: l.xdp.hwProgId } });
@@ -271,6 +319,7 @@ export class Model {
   private removeLink(ifindex: number): boolean {
     const had = this.links.delete(ifindex);
     this.observed.delete(ifindex);
+    this.expected.delete(ifindex);
     this.vlanOffloadOff.delete(ifindex);
     this.vlanNotes.delete(ifindex);
     this.nativeRefused.delete(ifindex);
