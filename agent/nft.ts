@@ -54,8 +54,7 @@ export function setElements(g: RouterGlobals, resolvers: readonly string[] = [])
  *     to uplink; client to client dropped and counted.
  *   postrouting: client traffic out of an uplink is masqueraded.
  */
-export function renderRuleset(table: string, g: RouterGlobals, resolvers: readonly string[] = []): string {
-  const els = setElements(g, resolvers);
+export function renderRuleset(table: string, g: RouterGlobals, resolvers: readonly string[] = [], els = setElements(g, resolvers)): string {
   const elements = (name: SetName) => (els[name].length ? `    elements = { ${els[name].join(', ')} }\n` : '');
   const set = (name: SetName, type: string, extra = '') => `  set ${name} {\n    type ${type}\n${extra}${elements(name)}  }\n`;
   return (
@@ -191,7 +190,10 @@ export interface FirewallOptions {
  * either is being repaired, lastError says what happened.
  */
 export class RouterFirewall {
-  private applied: string | null = null;
+  /** Our table is loaded as `sets` says (false: the next apply loads it whole). */
+  private loaded = false;
+  /** remove() ran and nothing was loaded since. */
+  private removed = false;
   /** Set and map elements as last applied (for deltas). */
   private sets: AppliedSets | null = null;
   /** The clients as last applied: name -> address (for the conntrack purge). */
@@ -262,38 +264,37 @@ export class RouterFirewall {
 
   async apply(g: RouterGlobals | null): Promise<void> {
     if (g) {
-      const text = renderRuleset(this.table, g, this.resolvers);
-      if (text !== this.applied) {
+      const els = setElements(g, this.resolvers);
+      // Once our table is in place, a link coming or going only changes set
+      // elements: send just that (with 1000 clients a delta costs about half
+      // a millisecond, the whole table ~90 ms). If the delta fails (the table
+      // was changed or deleted behind our back), reload the table whole.
+      const delta = this.loaded && this.sets ? setDelta(this.table, this.sets, els) : null;
+      if (delta !== '') {
         const attempted = `loading table inet ${this.table}`;
         const nft = library(attempted);
-        const els = setElements(g, this.resolvers);
-        // Once our table is in place, a link coming or going only changes set
-        // elements: send just that (with 1400 clients a delta costs well under
-        // a millisecond, a whole table several). If the delta fails (the table
-        // was changed or deleted behind our back), reload the table whole.
-        const delta = this.applied && this.sets ? setDelta(this.table, this.sets, els) : null;
         let incremental = false;
-        if (delta === '') incremental = true; // same members, another order
-        else if (delta !== null) {
+        if (delta !== null) {
           const r = await nft.run(delta);
           incremental = r.ok;
           if (!r.ok) this.log.warn({ table: this.table, err: oneLine(r.error) }, 'nftables set update refused; reloading the whole table');
         }
         if (!incremental) {
-          const full = await nft.run(text);
+          const full = await nft.run(renderRuleset(this.table, g, this.resolvers, els));
           if (!full.ok) {
-            this.applied = null;
+            this.loaded = false;
             throw new NftError(attempted, oneLine(full.error) || `libnftables returned ${full.rc}`);
           }
         }
-        this.applied = text;
+        this.loaded = true;
+        this.removed = false;
         this.sets = toSets(els);
         this.log.info({ uplinks: g.uplinks.length, clients: g.clients.length, incremental }, 'nftables table updated');
         this.startWatching(nft);
       }
       await this.setForwarding(true);
       await this.purgeGone(g);
-    } else if (this.applied !== '') {
+    } else if (!this.removed) {
       await this.remove();
     }
   }
@@ -315,7 +316,8 @@ export class RouterFirewall {
     const r = nft ? await nft.run(`delete table inet ${this.table}`) : null;
     if (r && !r.ok && !/No such file or directory/.test(r.error)) throw new NftError(attempted, oneLine(r.error) || `libnftables returned ${r.rc}`);
     if (r?.ok) this.log.info({ table: this.table }, 'nftables table removed');
-    this.applied = '';
+    this.loaded = false;
+    this.removed = true;
     this.sets = null;
     this.peers.clear();
     // Forwarding was on because we turned it on: leave no router behind.
@@ -335,7 +337,7 @@ export class RouterFirewall {
    * libnftables is idle; the last reading while it is busy with a change.
    */
   clientCounters(): Map<string, ClientCounters> {
-    if (!this.applied) return new Map();
+    if (!this.loaded) return new Map();
     let nft: Nftables;
     try {
       nft = Nftables.get();
@@ -402,7 +404,7 @@ export class RouterFirewall {
   }
 
   private foreignChange(changes: ForeignChange[]): void {
-    if (!this.applied) return; // being (re)loaded already
+    if (!this.loaded) return; // being (re)loaded already
     const who = [...new Set(changes.map((c) => c.portId))].join(', ');
     const what = [...new Set(changes.map((c) => c.what))].join(', ');
     this.repair(`nftables table inet ${this.table} was changed by another program (${what}; netlink port ${who}); restoring it`);
@@ -411,7 +413,7 @@ export class RouterFirewall {
   private repair(why: string): void {
     this.log.warn({ table: this.table }, why);
     this.lastError = why;
-    this.applied = null; // the next apply loads the table whole
+    this.loaded = false; // the next apply loads the table whole
     if (this.desired) this.want(this.desired);
   }
 
@@ -431,7 +433,7 @@ export class RouterFirewall {
         return;
       }
     }
-    if (!this.watch && this.applied) {
+    if (!this.watch && this.loaded) {
       const r = Nftables.get().runSyncIfIdle(`list chain inet ${this.table} forward`);
       if (r && !r.ok) this.repair(`nftables table inet ${this.table} is gone or damaged (${oneLine(r.error)}); restoring it`);
     }
