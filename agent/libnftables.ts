@@ -199,9 +199,18 @@ export class Nftables {
    * Runs `text` (nft's ruleset language, as `nft -f -` reads it) as one
    * transaction, on a worker thread; queued behind any command still running.
    */
-  run(text: string): Promise<NftResult> {
+  run(text: string, opts: { json?: boolean } = {}): Promise<NftResult> {
     this.inFlight += 1;
-    const next = this.queue.then(() => this.runOffThread(text)).finally(() => (this.inFlight -= 1));
+    // The output flags belong to the context: set them for this command's turn only.
+    const next = this.queue.then(async () => {
+      const flags = this.b.get_flags(this.ctx) as number;
+      if (opts.json) this.b.set_flags(this.ctx, flags | NFT_CTX_OUTPUT_JSON);
+      try {
+        return await this.runOffThread(text);
+      } finally {
+        if (opts.json) this.b.set_flags(this.ctx, flags);
+      }
+    }).finally(() => (this.inFlight -= 1));
     this.queue = next.catch(() => {});
     return next;
   }

@@ -207,6 +207,8 @@ export class RouterFirewall {
   private timer: NodeJS.Timeout | null = null;
   private conntrack: Conntrack | null = null;
   private lastCounters = new Map<string, ClientCounters>();
+  private countersAt = 0;
+  private counterRead: Promise<void> | null = null;
   /** The last failure, until a later apply succeeds. */
   lastError: string | null = null;
   private readonly verifyMs: number;
@@ -332,21 +334,28 @@ export class RouterFirewall {
   }
 
   /**
-   * Each client's counters, by link name, read from the kernel now (one
-   * in-process listing of our sets, a few ms with 1000 clients) when
-   * libnftables is idle; the last reading while it is busy with a change.
+   * Each client's counters, by link name, as last read; starts a new reading
+   * when the last is older than a second. A reading is one in-process
+   * `list sets` (JSON) on libnftables' worker thread: ~80 ms of CPU with 1000
+   * clients, too much for the event loop, and only spent when someone asks
+   * (`status`), never on a timer.
    */
   clientCounters(): Map<string, ClientCounters> {
-    if (!this.loaded) return new Map();
-    let nft: Nftables;
-    try {
-      nft = Nftables.get();
-    } catch {
-      return this.lastCounters;
+    if (this.loaded && !this.counterRead && Date.now() - this.countersAt > 1000) {
+      this.counterRead = this.readCounters().catch(() => this.lastCounters).finally(() => (this.counterRead = null)).then(() => {});
     }
-    const r = nft.runSyncIfIdle(`list sets table inet ${this.table}`, { json: true });
-    if (!r?.ok) return this.lastCounters;
-    return (this.lastCounters = parseCounters(r.output));
+    return this.lastCounters;
+  }
+
+  /** Reads the counters now (off the event loop) and returns them. */
+  async readCounters(): Promise<Map<string, ClientCounters>> {
+    if (!this.loaded) return (this.lastCounters = new Map());
+    const r = await Nftables.get().run(`list sets table inet ${this.table}`, { json: true });
+    if (r.ok) {
+      this.lastCounters = parseCounters(r.output);
+      this.countersAt = Date.now();
+    }
+    return this.lastCounters;
   }
 
   private async setForwarding(on: boolean): Promise<void> {
