@@ -41,6 +41,15 @@ export interface Config {
   uplinkDhcp: boolean;
   /** The DHCP client command; `{ifname}` is replaced by the uplink's name. */
   dhcpCommand: string[];
+  /**
+   * Write resolv.conf: in the client profile it names the client's gateway
+   * (the net VM answers DNS there); in router profiles, the resolvers the
+   * uplinks' DHCP leases named. Off by default: the machine's own file is
+   * left alone unless asked (the VM image turns it on).
+   */
+  writeResolvConf: boolean;
+  /** Where writeResolvConf writes (an absolute path). */
+  resolvConfPath: string;
   /** Name of the nftables table (family inet) netagent owns in router profiles. */
   nftTable: string;
   /** A full re-dump and reconcile this often, catching drift nothing told us about (0: never). */
@@ -92,6 +101,8 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   uplinkDhcp: true,
   // -R: release the lease when stopped, so no address or route is left behind.
   dhcpCommand: ['udhcpc', '-f', '-R', '-i', '{ifname}', '-s', '/usr/lib/netagent/udhcpc.script'],
+  writeResolvConf: false,
+  resolvConfPath: '/etc/resolv.conf',
   nftTable: 'netagent',
   resyncIntervalMs: 60_000,
   requestTimeoutMs: 3_000,
@@ -133,6 +144,8 @@ const CHECKS: Record<Exclude<keyof Config, 'macPrefixes' | 'clientAddresses'>, C
   routeProtocol: int(5, 255), // below 5 are the kernel's own (RTPROT_KERNEL, BOOT, STATIC...)
   uplinkDhcp: bool,
   dhcpCommand: strList(true),
+  writeResolvConf: bool,
+  resolvConfPath: (v, key) => (typeof v === 'string' && /^\/[^\0]*[^/]$/.test(v) ? null : `${key} must be an absolute file path like "/etc/resolv.conf"`),
   nftTable: (v, key) => (typeof v === 'string' && /^[A-Za-z_][A-Za-z0-9_-]{0,31}$/.test(v) ? null : `${key} must be a valid nftables table name`),
   resyncIntervalMs: int(0, 86_400_000),
   requestTimeoutMs: int(10, 600_000),

@@ -1,8 +1,15 @@
 // DHCP on the uplinks of the router profiles: one client process per uplink
 // (busybox udhcpc by default, configurable), supervised: restarted with
 // backoff if it dies, stopped when the uplink goes or the profile changes.
+//
+// The name servers of each lease come back on the client's stdout, which we
+// read anyway: the hook script (rootfs/usr/lib/netagent/udhcpc.script) prints
+// "netagent-dns IFNAME [ADDR...]" on every lease change. No file, no watcher,
+// no process of ours per change; a lease that ends (or a client that stops)
+// takes its name servers with it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { backoff } from './core/backoff.js';
+import { readIp4 } from './core/ipv4.js';
 import type { Logger } from './log.js';
 
 /** Restart delays of a DHCP client that died: 1 s, 2 s, 4 s, ... up to a minute. */
@@ -18,6 +25,10 @@ interface Client {
 export class DhcpSupervisor {
   private clients = new Map<string, Client>();
   private stopping = false;
+  /** Each uplink's name servers, as its last lease named them. */
+  private dns = new Map<string, string[]>();
+  /** Called when resolvers() changes. */
+  onResolvers: (resolvers: string[]) => void = () => {};
 
   constructor(private command: string[], private readonly log: Logger) {}
 
@@ -44,6 +55,24 @@ export class DhcpSupervisor {
     return this.clients.get(ifname)?.lastError ?? null;
   }
 
+  /**
+   * The name servers of every uplink's lease, uplinks by name, each once.
+   * What a client's DNS is sent to (RouterFirewall.setResolvers) and what the
+   * net VM's own resolv.conf names (ResolvConf).
+   */
+  resolvers(): string[] {
+    const out: string[] = [];
+    for (const name of [...this.dns.keys()].sort()) for (const a of this.dns.get(name)!) if (!out.includes(a)) out.push(a);
+    return out;
+  }
+
+  private setDns(name: string, addrs: string[]): void {
+    const before = this.resolvers().join(' ');
+    if (addrs.length) this.dns.set(name, addrs);
+    else this.dns.delete(name);
+    if (this.resolvers().join(' ') !== before) this.onResolvers(this.resolvers());
+  }
+
   running(ifname: string): boolean {
     return !!this.clients.get(ifname)?.child;
   }
@@ -53,7 +82,14 @@ export class DhcpSupervisor {
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     c.child = child;
     const relay = (d: Buffer) => {
-      for (const line of d.toString('utf8').split('\n')) if (line.trim()) this.log.info({ link: name, dhcp: line.trim() }, 'dhcp client');
+      for (const line of d.toString('utf8').split('\n')) {
+        if (!line.trim()) continue;
+        const dns = parseDnsLine(line);
+        if (dns && dns.ifname === name) {
+          this.log.info({ link: name, dns: dns.servers }, 'DHCP lease name servers');
+          if (c.child === child) this.setDns(name, dns.servers);
+        } else this.log.info({ link: name, dhcp: line.trim() }, 'dhcp client');
+      }
     };
     child.stdout?.on('data', relay);
     child.stderr?.on('data', relay);
@@ -65,6 +101,7 @@ export class DhcpSupervisor {
     child.on('close', (code, signal) => {
       if (c.child !== child) return;
       c.child = null;
+      this.setDns(name, []); // no client, no lease
       if (this.stopping || !this.clients.has(name)) return;
       c.failures += 1;
       c.lastError ??= `DHCP client exited (${signal ?? `code ${code}`})`;
@@ -83,6 +120,7 @@ export class DhcpSupervisor {
   private stopOne(name: string): void {
     const c = this.clients.get(name);
     this.clients.delete(name);
+    this.setDns(name, []);
     if (!c) return;
     if (c.timer) clearTimeout(c.timer);
     if (c.child) {
@@ -95,4 +133,11 @@ export class DhcpSupervisor {
     this.stopping = true;
     for (const name of [...this.clients.keys()]) this.stopOne(name);
   }
+}
+
+/** "netagent-dns IFNAME [ADDR...]" from the hook script; IPv4 addresses only, others skipped (pure). */
+export function parseDnsLine(line: string): { ifname: string; servers: string[] } | null {
+  const f = line.trim().split(/\s+/);
+  if (f[0] !== 'netagent-dns' || !f[1]) return null;
+  return { ifname: f[1], servers: [...new Set(f.slice(2).filter((a) => readIp4(a).ok))] };
 }

@@ -33,7 +33,7 @@
 //
 // The library is loaded on first use, not at import: a client VM without
 // nftables never needs it.
-import { readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import koffi, { type LibraryHandle } from 'koffi';
 
 export const LIBNFTABLES_SONAME = 'libnftables.so.1';
@@ -64,7 +64,11 @@ type Fn = ReturnType<LibraryHandle['func']>;
 interface Binding {
   ctx_new: Fn; ctx_free: Fn; buffer_output: Fn; buffer_error: Fn;
   get_output: Fn; get_error: Fn; run: Fn; socket: Fn; close: Fn; fcntl: Fn;
+  get_flags: Fn; set_flags: Fn;
 }
+
+/** nft_ctx_output_set_flags: JSON output (`nft -j`). */
+const NFT_CTX_OUTPUT_JSON = 1 << 4;
 
 let binding: Binding | null = null;
 
@@ -86,6 +90,8 @@ function bind(): Binding {
     get_output: lib.func('nft_ctx_get_output_buffer', 'const char *', [P]),
     get_error: lib.func('nft_ctx_get_error_buffer', 'const char *', [P]),
     run: lib.func('nft_run_cmd_from_buffer', 'int', [P, 'const char *']),
+    get_flags: lib.func('nft_ctx_output_get_flags', 'unsigned int', [P]),
+    set_flags: lib.func('nft_ctx_output_set_flags', 'void', [P, 'unsigned int']),
     socket: libc.func('socket', 'int', ['int', 'int', 'int']),
     close: libc.func('close', 'int', ['int']),
     fcntl: libc.func('int fcntl(int fd, int cmd, ...)'),
@@ -105,12 +111,34 @@ function fdTarget(fd: number): string {
   }
 }
 
+/** The port id of the NETLINK_NETFILTER socket among these socket inodes (/proc/net/netlink: sk Eth Pid ... Inode). */
+function netfilterPortId(inodes: string[]): number | null {
+  try {
+    for (const line of readFileSync('/proc/net/netlink', 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length >= 10 && f[1] === String(NETLINK_NETFILTER) && inodes.includes(f[9]!)) return Number(f[2]) >>> 0;
+    }
+  } catch { /* no /proc: our own changes then look foreign, and are re-applied once */ }
+  return null;
+}
+
 /** The process's one libnftables context and the queue its commands wait in. */
 export class Nftables {
   private static shared: Nftables | null = null;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Commands queued or running. */
+  private inFlight = 0;
 
-  private constructor(private readonly b: Binding, private readonly ctx: bigint) {}
+  private constructor(
+    private readonly b: Binding,
+    private readonly ctx: bigint,
+    /**
+     * The netlink port id of the library's socket: the kernel stamps it on the
+     * nftables notifications our own transactions cause (nlmsg_pid), which is
+     * how the change watcher tells them from other programs' (null: unknown).
+     */
+    readonly portId: number | null,
+  ) {}
 
   /** The shared context, opened on first use; throws NftUnavailableError if it cannot be. */
   static get(): Nftables {
@@ -135,23 +163,54 @@ export class Nftables {
     // number listed before may have been readdir's own descriptor), so that
     // programs we start (the DHCP client) do not inherit a socket that can
     // change the firewall.
+    const inodes: string[] = [];
     for (const n of openFds()) {
       const t = fdTarget(n);
-      if (t.startsWith('socket:') && !before.has(`${n} ${t}`)) b.fcntl(n, F_SETFD, 'int', FD_CLOEXEC);
+      if (t.startsWith('socket:') && !before.has(`${n} ${t}`)) {
+        b.fcntl(n, F_SETFD, 'int', FD_CLOEXEC);
+        inodes.push(t.slice('socket:['.length, -1));
+      }
     }
     if ((b.buffer_output(ctx) as number) !== 0 || (b.buffer_error(ctx) as number) !== 0) {
       b.ctx_free(ctx);
       throw new NftUnavailableError('cannot buffer libnftables output (fopencookie failed)', 'check memory');
     }
-    return (Nftables.shared = new Nftables(b, ctx));
+    return (Nftables.shared = new Nftables(b, ctx, netfilterPortId(inodes)));
+  }
+
+  /**
+   * Runs `text` at once on this thread, with JSON output when asked, if no
+   * command is queued or running (the context serves one caller at a time);
+   * null when busy. For short reads a caller needs synchronously (counters
+   * for `status`).
+   */
+  runSyncIfIdle(text: string, opts: { json?: boolean } = {}): NftResult | null {
+    if (this.inFlight > 0) return null;
+    const flags = this.b.get_flags(this.ctx) as number;
+    if (opts.json) this.b.set_flags(this.ctx, flags | NFT_CTX_OUTPUT_JSON);
+    try {
+      return this.result(this.b.run(this.ctx, text) as number);
+    } finally {
+      if (opts.json) this.b.set_flags(this.ctx, flags);
+    }
   }
 
   /**
    * Runs `text` (nft's ruleset language, as `nft -f -` reads it) as one
    * transaction, on a worker thread; queued behind any command still running.
    */
-  run(text: string): Promise<NftResult> {
-    const next = this.queue.then(() => this.runOffThread(text));
+  run(text: string, opts: { json?: boolean } = {}): Promise<NftResult> {
+    this.inFlight += 1;
+    // The output flags belong to the context: set them for this command's turn only.
+    const next = this.queue.then(async () => {
+      const flags = this.b.get_flags(this.ctx) as number;
+      if (opts.json) this.b.set_flags(this.ctx, flags | NFT_CTX_OUTPUT_JSON);
+      try {
+        return await this.runOffThread(text);
+      } finally {
+        if (opts.json) this.b.set_flags(this.ctx, flags);
+      }
+    }).finally(() => (this.inFlight -= 1));
     this.queue = next.catch(() => {});
     return next;
   }

@@ -22,9 +22,9 @@ const updates = () => lines.filter((l) => l.msg === 'nftables table updated');
 const errors: Error[] = [];
 const fw = new RouterFirewall(TABLE, log, (e) => errors.push(e));
 
-interface NftJson { nftables: Array<{ table?: { name: string; handle: number }; set?: { name: string; elem?: string[] }; chain?: { name: string; policy?: string } }> }
+interface NftJson { nftables: Array<{ table?: { name: string; handle: number }; set?: { name: string; elem?: unknown[] }; chain?: { name: string; policy?: string } }> }
 const list = (): NftJson => JSON.parse(run('nft', ['-j', 'list', 'table', 'inet', TABLE]));
-const members = (set: string): string[] => [...(list().nftables.find((o) => o.set?.name === set)?.set?.elem ?? [])].sort();
+const members = (set: string): string[] => [...(list().nftables.find((o) => o.set?.name === set)?.set?.elem ?? [])].map((e) => (typeof e === 'string' ? e : JSON.stringify(e))).sort();
 const tableHandle = (): number => list().nftables.find((o) => o.table)!.table!.handle;
 const forwarding = () => readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
 const names = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `vm${from + i}`);
@@ -76,6 +76,85 @@ test('a table deleted behind our back is reloaded whole on the next want()', asy
   assert.equal(updates().map((u) => u.incremental), [false]);
 });
 
+const peer = (i: number) => ({ name: `vm${i}`, address: `100.64.${(2 * i + 1) >> 8 & 255}.${(2 * i + 1) & 255}`, gateway: `100.64.${(2 * i) >> 8 & 255}.${(2 * i) & 255}` });
+const routerOf = (ids: number[], resolvers?: string[]) => {
+  if (resolvers) fw.setResolvers(resolvers);
+  const peers = ids.map(peer);
+  return { uplinks: ['eth0'], clients: peers.map((p) => p.name), peers };
+};
+const until = async (what: string, ok: () => boolean, ms: number): Promise<number> => {
+  const t0 = Date.now();
+  while (!ok()) {
+    if (Date.now() - t0 > ms) assert.unreachable(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return Date.now() - t0;
+};
+
+test('1000 clients: addresses, gateways and counters per client; a hotplug is one small element delta', async () => {
+  const ids = Array.from({ length: 1000 }, (_, i) => i + 1);
+  let t0 = performance.now();
+  fw.want(routerOf(ids, ['192.0.2.53']));
+  await fw.settled();
+  const whole = performance.now() - t0;
+  assert.is(fw.lastError, null);
+  assert.is(members('sources').length, 1000);
+  assert.ok(run('nft', ['list', 'map', 'inet', TABLE, 'dns']).includes('53 : 192.0.2.53'));
+  const samples: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    t0 = performance.now();
+    fw.want(routerOf([...ids, 2000 + i]));
+    await fw.settled();
+    samples.push(performance.now() - t0);
+  }
+  samples.sort((a, b) => a - b);
+  console.log(`  nft: whole table with 1000 clients ${whole.toFixed(1)} ms; one client hotplug (delta of 8 sets, want() to settled) median ${samples[5]!.toFixed(2)} ms`);
+  t0 = performance.now();
+  const c = await fw.readCounters();
+  console.log(`  nft: reading the counters of 1001 clients (worker thread) ${(performance.now() - t0).toFixed(1)} ms`);
+  assert.is(c.size, 1001);
+  assert.is(fw.clientCounters(), c, 'the last reading, at once');
+  assert.equal(c.get('vm1'), { tx: { packets: 0, bytes: 0 }, rx: { packets: 0, bytes: 0 }, dropped: { spoofed: 0, toClient: 0, toNetVm: 0 } });
+  fw.want(routerOf(ids));
+  await fw.settled();
+});
+
+test('truth and repair: `nft flush ruleset` and a deleted element are undone within 2 s, from the notifications', async () => {
+  for (const [what, act, back] of [
+    ['flush ruleset', () => run('nft', ['flush', 'ruleset']), () => /vm7"/.test(safeList())],
+    ['delete element', () => run('nft', ['delete', 'element', 'inet', TABLE, 'sources', '{ "vm7" . 100.64.0.15 }']), () => members('sources').includes(JSON.stringify({ concat: ['vm7', '100.64.0.15'] }))],
+  ] as const) {
+    lines.length = 0;
+    act();
+    const ms = await until(`table back after ${what}`, back, 2000);
+    console.log(`  repaired after ${what} in ${ms} ms`);
+    assert.ok(lines.some((l) => /was changed by another program/.test(l.msg)), `said why (${what}): ${JSON.stringify(lines)}`);
+    await fw.settled();
+    assert.is(fw.lastError, null);
+  }
+});
+const safeList = () => { try { return run('nft', ['list', 'table', 'inet', TABLE]); } catch { return ''; } };
+
+test('truth and repair: IPv4 forwarding turned off is back within 5 s (checked every 2 s)', async () => {
+  run('sysctl', ['-qw', 'net.ipv4.ip_forward=0']);
+  const ms = await until('forwarding back on', () => forwarding() === '1', 5000);
+  console.log(`  ip_forward repaired in ${ms} ms`);
+});
+
+test('a client that leaves takes its connection-tracking entries with it (ctnetlink, in-process)', async () => {
+  // A connection whose original source is vm3's address, on lo.
+  run('ip', ['addr', 'add', '100.64.0.7/32', 'dev', 'lo']);
+  run('ping', ['-c', '1', '-W', '1', '-I', '100.64.0.7', '127.0.0.1']);
+  run('ping', ['-c', '1', '-W', '1', '-I', '127.0.0.1', '127.0.0.1']);
+  const ct = () => readFileSync('/proc/net/nf_conntrack', 'utf8');
+  assert.match(ct(), /src=100\.64\.0\.7 /);
+  fw.want(routerOf([1, 2, 4, 5]));
+  await fw.settled();
+  assert.not.match(ct(), /src=100\.64\.0\.7 /);
+  assert.match(ct(), /src=127\.0\.0\.1 /, 'other entries stay');
+  run('ip', ['addr', 'del', '100.64.0.7/32', 'dev', 'lo']);
+});
+
 test('programs the agent starts do not inherit the netlink socket of libnftables', () => {
   const fds = run('sh', ['-c', 'for f in /proc/$$/fd/*; do echo "${f##*/} $(readlink "$f")"; done']).trim().split('\n');
   assert.equal(fds.filter((l) => /^\d+ socket:/.test(l) && Number(l.split(' ')[0]) > 2), []);
@@ -83,6 +162,7 @@ test('programs the agent starts do not inherit the netlink socket of libnftables
 
 test('remove(): our table gone, forwarding off; removing again is not an error', async () => {
   await fw.remove();
+  fw.close();
   assert.not.match(run('nft', ['list', 'tables']), new RegExp(`\\b${TABLE}\\b`));
   assert.is(forwarding(), '0');
   await fw.remove();
