@@ -6,6 +6,7 @@ import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { EventEmitter } from 'node:events';
 import type { Logger } from './log.js';
+import type { ClientCounters } from './nft.js';
 import { EventFeed } from './eventfeed.js';
 import type { LinkState, Role, XdpMode, XdpProgram } from './core/vocab.js';
 
@@ -54,6 +55,8 @@ export interface StatusReport {
   routerIface: number | null;
   counters: Record<string, string>; // bigint as decimal strings (JSON has no bigint)
   lastError: string | null;
+  /** Router profiles: per client link, traffic forwarded each way and drops by reason (nftables counters). */
+  clients?: Record<string, ClientCounters>;
 }
 
 /**
@@ -292,6 +295,13 @@ export function formatStatus(r: StatusReport, o: FormatStatusOptions = {}): stri
   const nonzero = Object.entries(c).filter(([, v]) => v !== '0');
   if (Object.keys(c).length) {
     out.push('', `forwarder: router_iface ${r.routerIface ?? 'empty'}; ` + (nonzero.length ? nonzero.map(([k, v]) => `${k} ${v}`).join(', ') : 'no frames counted yet'));
+  }
+  const clients = Object.entries(r.clients ?? {});
+  if (clients.length) {
+    out.push('', 'clients: from client (tx) / to client (rx), packets and bytes; dropped: spoofed source, to another client, to the net VM');
+    for (const [name, c] of clients) {
+      out.push(`  ${name}: tx ${c.tx.packets} / ${c.tx.bytes} B, rx ${c.rx.packets} / ${c.rx.bytes} B; dropped ${c.dropped.spoofed} spoofed, ${c.dropped.toClient} to-client, ${c.dropped.toNetVm} to-net-vm`);
+    }
   }
   if (r.lastError) out.push('', `last error: ${r.lastError}`);
   return out.join('\n') + '\n';

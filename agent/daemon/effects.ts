@@ -14,6 +14,7 @@ import { BpfError } from '../bpf/errors.js';
 import { RouterFirewall } from '../nft.js';
 import { DhcpSupervisor } from '../dhcp.js';
 import { EthtoolError, setRxVlanOffload } from '../ethtool.js';
+import { ResolvConf, clientNameServers } from '../resolvconf.js';
 import type { Effects } from './reconciler.js';
 import { errText } from './reconciler.js';
 import type { ActionResult, Model, Snapshot } from './model.js';
@@ -27,7 +28,9 @@ export class KernelEffects implements Effects {
   private reopened = false;
   firewall: RouterFirewall;
   readonly dhcp: DhcpSupervisor;
+  readonly resolvConf: ResolvConf;
   private lastDhcp = '';
+  private lastPlan: Plan | null = null;
 
   constructor(
     private config: Config,
@@ -39,6 +42,18 @@ export class KernelEffects implements Effects {
   ) {
     this.firewall = this.makeFirewall(config.nftTable);
     this.dhcp = new DhcpSupervisor(config.dhcpCommand, log);
+    this.resolvConf = new ResolvConf(log);
+    this.dhcp.onResolvers = (r) => {
+      this.firewall.setResolvers(r);
+      this.syncResolvConf();
+    };
+  }
+
+  /** resolv.conf: the client's gateway (client profile) or the uplink leases' resolvers (router profiles). */
+  private syncResolvConf(): void {
+    const path = this.config.writeResolvConf ? this.config.resolvConfPath : null;
+    const servers = this.config.profile === 'client' ? (this.lastPlan ? clientNameServers(this.lastPlan) : []) : this.dhcp.resolvers();
+    this.resolvConf.want(path, servers);
   }
 
   /** The model this works for: it tells which of our programs an XDP id is, and what netlink knows per link. */
@@ -49,7 +64,9 @@ export class KernelEffects implements Effects {
     this.config = next;
     if (prev.nftTable !== next.nftTable) {
       void this.firewall.remove().catch((e) => this.log.warn({ err: errText(e) }, 'could not remove the old nftables table'));
+      this.firewall.close();
       this.firewall = this.makeFirewall(next.nftTable);
+      this.firewall.setResolvers(this.dhcp.resolvers());
     }
     this.dhcp.setCommand(next.dhcpCommand);
   }
@@ -168,6 +185,8 @@ export class KernelEffects implements Effects {
       this.lastDhcp = dhcp;
     }
     this.firewall.want(p.router);
+    this.lastPlan = p;
+    this.syncResolvConf();
   }
 
   // ------------------------------------------------------------ the forwarder
@@ -246,6 +265,7 @@ export class KernelEffects implements Effects {
 
   async close(): Promise<void> {
     await this.firewall.settled();
+    this.firewall.close();
     this.dhcp.stopAll();
     this.forwarder?.close();
   }

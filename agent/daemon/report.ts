@@ -56,6 +56,7 @@ export function buildReport(s: ReportSources): StatusReport {
   const shared = [
     s.effects.forwarderProblem(),
     s.effects.firewall.lastError,
+    s.effects.resolvConf.lastError,
     s.configProblem,
     ...s.reconciler.errors(),
   ].filter((x): x is string => !!x);
@@ -71,6 +72,7 @@ export function buildReport(s: ReportSources): StatusReport {
     xdpMode: s.config.xdpMode,
     routerIface: s.model.router,
     counters: s.effects.counters(),
+    ...(s.config.profile.startsWith('router-') ? { clients: Object.fromEntries(s.effects.firewall.clientCounters()) } : {}),
     lastError,
   };
 }
