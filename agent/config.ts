@@ -6,6 +6,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatCidr4, readCidr4 } from './core/ipv4.js';
+import { checkVidPins } from './core/vid.js';
 import { normalizeMac, normalizeMacPrefix } from './core/mac.js';
 import { PROFILES, XDP_MODES, type ProfileName, type XdpModeSetting } from './core/vocab.js';
 
@@ -35,6 +36,12 @@ export interface Config {
   ignoreKinds: string[];
   /** client profile: addresses for `02:00:*` links, by MAC (e.g. "02:00:00:00:00:07": "100.64.0.7/31"). */
   clientAddresses: Record<string, string>;
+  /**
+   * xdp-forwarder: VLAN IDs pinned per NIC, by MAC or name pattern (`*`,
+   * `?`): e.g. { "eth*": 10, "wlan0": 20 } makes wired the router's
+   * preferred uplink (it picks the lowest VID with a live RA).
+   */
+  vidPins: Record<string, number>;
   /** rtnetlink protocol number that marks the routes netagent owns (so it can find and remove stale ones). */
   routeProtocol: number;
   /** Router profiles: run a DHCP client on each uplink. */
@@ -97,6 +104,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
     'macvlan', 'macvtap', 'vlan', 'tun', 'wwan', 'xfrm',
   ],
   clientAddresses: {},
+  vidPins: {},
   routeProtocol: 199,
   uplinkDhcp: true,
   // -R: release the lease when stopped, so no address or route is left behind.
@@ -134,7 +142,7 @@ const strList = (nonEmpty = false): Check => (v, key) =>
     ? `${key} must be a list of non-empty strings`
     : nonEmpty && v.length === 0 ? `${key} must not be empty` : null;
 
-const CHECKS: Record<Exclude<keyof Config, 'macPrefixes' | 'clientAddresses'>, Check> = {
+const CHECKS: Record<Exclude<keyof Config, 'macPrefixes' | 'clientAddresses' | 'vidPins'>, Check> = {
   profile: str(PROFILES),
   xdpMode: str(XDP_MODES),
   allowPublicAddresses: bool,
@@ -192,12 +200,22 @@ export function parseConfig(raw: unknown): { config: Config; problems: [] } | { 
         else if (Object.hasOwn(cfg.clientAddresses, mac)) problems.push(`clientAddresses.${key}: ${mac} is given twice`);
         else cfg.clientAddresses[mac] = formatCidr4(c.value); // the same text: the strict form has one spelling
       }
+    } else if (key === 'vidPins') {
+      if (typeof value !== 'object' || value === null || Array.isArray(value) || Object.values(value).some((v) => typeof v !== 'number')) {
+        problems.push('vidPins must be an object of MAC or name pattern -> VLAN ID (a number)');
+        continue;
+      }
+      const pins: Record<string, number> = {};
+      for (const [k, v] of Object.entries(value as Record<string, number>)) pins[normalizeMac(k) ?? k] = v;
+      const bad = checkVidPins(pins);
+      if (bad.length) problems.push(...bad.map((b) => `vidPins: ${b}`));
+      else cfg.vidPins = pins;
     } else if (Object.hasOwn(CHECKS, key)) {
       const problem = CHECKS[key as keyof typeof CHECKS](value, key);
       if (problem) problems.push(problem);
       else (cfg as unknown as Record<string, unknown>)[key] = Array.isArray(value) ? [...value] : value;
     } else {
-      problems.push(`unknown key ${JSON.stringify(key)} (known: ${[...Object.keys(CHECKS), 'macPrefixes', 'clientAddresses'].sort().join(', ')})`);
+      problems.push(`unknown key ${JSON.stringify(key)} (known: ${[...Object.keys(CHECKS), 'macPrefixes', 'clientAddresses', 'vidPins'].sort().join(', ')})`);
     }
   }
   return problems.length ? { config: null, problems } : { config: cfg, problems: [] };

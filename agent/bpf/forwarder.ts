@@ -14,7 +14,7 @@
 // a frame tagged VID out of router_egress[VID] (a DEVMAP_HASH VID -> ifindex,
 // so the lookup is also the allowlist). setNicVid/clearNic are the one way
 // in that writes both, in an order that never sends a frame to a wrong NIC.
-// Which VID a NIC should have is agent/bpf/vid.ts's (pure) decision.
+// Which VID a NIC should have is agent/core/vid.ts's (pure) decision.
 //
 // Counters: xdp_stats (global, per reason: counters()) and link_stats
 // (per link: frames and bytes each way and drops by reason, in a per-CPU
@@ -32,7 +32,7 @@ import type { Logger } from '../log.js';
 import { BpfError } from './errors.js';
 import * as bpf from './libbpf.js';
 import { XDP_PROGRAMS, type XdpMode, type XdpModeSetting, type XdpProgram } from '../core/vocab.js';
-import { VID_FIRST, VID_LAST } from './vid.js';
+import { VID_FIRST, VID_LAST } from '../core/vid.js';
 
 // Defined in core/vocab.ts; re-exported for the callers that know them from here.
 export { XDP_PROGRAMS, type XdpMode, type XdpModeSetting, type XdpProgram } from '../core/vocab.js';
@@ -415,7 +415,7 @@ export class Forwarder {
       throw new BpfError('bpf_map_update_elem', 22, { detail: `(${what})`, hint: 'an ifindex is a positive 32-bit integer' });
     }
     if (!Number.isInteger(vid) || vid < VID_FIRST || vid > VID_LAST) {
-      throw new BpfError('bpf_map_update_elem', 34, { link: { ifindex }, detail: `(${what})`, hint: `a VLAN ID is ${VID_FIRST}..${VID_LAST} (0 and 4095 are reserved): agent/bpf/vid.ts chooses one` });
+      throw new BpfError('bpf_map_update_elem', 34, { link: { ifindex }, detail: `(${what})`, hint: `a VLAN ID is ${VID_FIRST}..${VID_LAST} (0 and 4095 are reserved): agent/core/vid.ts chooses one` });
     }
     const owner = this.lookupU32(this.fds.egress, vid, MAP_NAMES.egress);
     if (owner !== null && owner !== ifindex) {
@@ -499,6 +499,15 @@ export class Forwarder {
   }
 
   /** Compatibility: the NICs with a VID set both ways (nic_vid and router_egress agree), by ifindex. */
+  /** NICs whose two VID maps agree (nic_vid[ifindex] = vid and router_egress[vid] = ifindex): ifindex -> VID. */
+  egressVids(): Map<number, number> {
+    this.assertOpen();
+    const back = this.vidEgress();
+    const out = new Map<number, number>();
+    for (const [ifindex, vid] of this.nicVids()) if (back.get(vid) === ifindex) out.set(ifindex, vid);
+    return out;
+  }
+
   egress(): number[] {
     this.assertOpen();
     const back = this.vidEgress();

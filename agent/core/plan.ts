@@ -15,6 +15,7 @@ import type { Config } from '../config.js';
 import { classifyMac, nameMatches, parseMac, type MacClass } from './mac.js';
 import { decodeInterVm, decodeRoutedClient } from './addr.js';
 import { formatCidr4, formatIp4, parseCidr4, peer31 } from './ipv4.js';
+import { chooseVid, isVid, pinFor, type VidPins } from './vid.js';
 import { MAX_VLAN_IFINDEX, type LinkState, type ProfileName, type Role, type XdpMode, type XdpProgram } from './vocab.js';
 
 export type { LinkState, Role, XdpProgram } from './vocab.js';
@@ -61,8 +62,8 @@ export interface World {
   xdp: ReadonlyMap<number, ObservedXdp>;
   /** router_iface entry 0, null when empty. */
   routerIface: number | null;
-  /** Entries of the router's egress allowlist. */
-  egress: ReadonlySet<number>;
+  /** NICs in the forwarder's VID maps (nic_vid and router_egress agree): ifindex -> VLAN ID. */
+  egress: ReadonlyMap<number, number>;
   /** NICs whose rx-vlan-offload we turned off (or found that it cannot be). Nothing announces a change. */
   vlanOffloadOff: ReadonlySet<number>;
   /** Links whose driver refused native XDP (xdpMode auto then keeps every forwarder link in skb). */
@@ -102,7 +103,9 @@ export type Action =
   | { kind: 'xdp-attach'; ifindex: number; name: string; program: XdpProgram; mode: XdpMode; fallback: boolean }
   | { kind: 'xdp-detach'; ifindex: number; name: string }
   | { kind: 'vlan-offload-off'; ifindex: number; name: string }
-  | { kind: 'egress-allow' | 'egress-deny'; ifindex: number; name: string }
+  /** The NIC's VLAN ID, both ways (nic_vid for `physical`, router_egress for `router`, which is the allowlist). */
+  | { kind: 'egress-allow'; ifindex: number; name: string; vid: number }
+  | { kind: 'egress-deny'; ifindex: number; name: string }
   | { kind: 'router-iface'; ifindex: number | null; name: string };
 
 /** A client VM behind a router profile's client link. */
@@ -220,9 +223,7 @@ function intrinsic(link: ObservedLink, config: Config): Intrinsic {
   switch (config.profile) {
     case 'xdp-forwarder':
       if (c.role === 'router-link') return { ...base, part: 'router-candidate', want: { ...NOTHING, up: true, promisc: true, xdp: 'router' } };
-      if (link.ifindex > MAX_VLAN_IFINDEX || link.ifindex < 1) {
-        return fail(`ifindex ${link.ifindex} does not fit a VLAN ID (1..${MAX_VLAN_IFINDEX}), so the forwarder cannot tag its frames; give the NIC a lower ifindex`);
-      }
+      // Its VLAN ID is decided with the others' (decide()): the ifindex by default, else a pin or a free one.
       return { ...base, part: 'physical', want: { ...NOTHING, up: true, xdp: 'physical' } };
     case 'router-p2p': {
       if (c.role !== 'inter-vm') return { ...base, part: 'uplink', want: { ...NOTHING, up: true }, note: 'uplink' };
@@ -316,6 +317,10 @@ export class Planner {
   private routerMtu: number | null = null;
   private readonly claimWinners = new Map<string, number>();
   private defaultHolder: number | null = null;
+  /** Each active NIC's VLAN ID (xdp-forwarder). */
+  private readonly vids = new Map<number, number>();
+  /** NICs that could not get a VID (all 4094 taken), with the reason. */
+  private readonly vidErrors = new Map<number, string>();
   /** The XDP mode every forwarder link shares (xdpMode auto: native only where all of them can). */
   private xdpMode: XdpMode = 'skb';
   private lastRouterIface: number | null | undefined = undefined;
@@ -466,6 +471,7 @@ export class Planner {
       for (const i of this.forwarders) touched.add(i);
       this.xdpMode = mode;
     }
+    this.decideVids(world, touched);
     // client profile: the lowest client link with a /31 (and its address) carries the default route.
     let holder: number | null = null;
     for (const i of this.gatewayCandidates) {
@@ -476,6 +482,53 @@ export class Planner {
       mark(this.defaultHolder, holder);
       this.defaultHolder = holder;
     }
+  }
+
+  /**
+   * VLAN IDs, one per active NIC, never shared, never 0 or 4095. A NIC keeps
+   * the VID the maps hold for it (stable while it exists, across restarts)
+   * unless a pin reserves it for another; the others, in ifindex order, get
+   * their pin, else their ifindex (the published design), else a free one
+   * (core/vid.ts). A function of the world and the NICs, so incremental and
+   * fresh planning agree; NICs whose VID changes are replanned. O(NICs)
+   * integer work per pass; the allocator runs only for NICs without a VID.
+   */
+  private decideVids(world: World, touched: Set<number>): void {
+    if (this.config.profile !== 'xdp-forwarder') return;
+    const pins: VidPins = this.config.vidPins;
+    const reservedBy = new Map<number, true>();
+    for (const v of Object.values(pins)) if (isVid(v)) reservedBy.set(v, true);
+    const next = new Map<number, number>();
+    const without: number[] = [];
+    for (const ifindex of this.physicalMtus.keys()) {
+      const cur = world.egress.get(ifindex);
+      const nic = this.intrinsics.get(ifindex)!;
+      const pin = pinFor({ ifindex, name: nic.name, mac: nic.mac }, pins);
+      const ok = cur !== undefined && isVid(cur) && (!reservedBy.has(cur) || pin?.vid === cur) && (!pin || pin.vid === cur || !this.pinFree(pin.vid, world, ifindex));
+      if (ok) next.set(ifindex, cur);
+      else without.push(ifindex);
+    }
+    without.sort((a, b) => a - b);
+    const errors = new Map<number, string>();
+    for (const ifindex of without) {
+      const nic = this.intrinsics.get(ifindex)!;
+      const c = chooseVid({ ifindex, name: nic.name, mac: nic.mac }, next, pins);
+      if (c) next.set(ifindex, c.vid);
+      else errors.set(ifindex, `no free VLAN ID left for ${nic.name} (1..4094 all taken); remove a NIC or pin VIDs (vidPins)`);
+    }
+    for (const [i, v] of next) if (this.vids.get(i) !== v) touched.add(i);
+    for (const i of this.vids.keys()) if (!next.has(i)) touched.add(i);
+    for (const i of new Set([...errors.keys(), ...this.vidErrors.keys()])) if (errors.get(i) !== this.vidErrors.get(i)) touched.add(i);
+    this.vids.clear();
+    for (const [i, v] of next) this.vids.set(i, v);
+    this.vidErrors.clear();
+    for (const [i, e] of errors) this.vidErrors.set(i, e);
+  }
+
+  /** Whether a pinned VID is free for `ifindex`: no other NIC holds it in the maps. */
+  private pinFree(vid: number, world: World, ifindex: number): boolean {
+    for (const [i, v] of world.egress) if (v === vid && i !== ifindex && this.physicalMtus.has(i)) return false;
+    return true;
   }
 
   private linkPlan(link: ObservedLink, i: Intrinsic, world: World): LinkPlan {
@@ -492,6 +545,7 @@ export class Planner {
           want = { ...want, mtu: this.routerMtu };
         }
       }
+      if (i.part === 'physical' && this.vidErrors.has(ifindex)) error = this.vidErrors.get(ifindex)!;
       if (i.claim) {
         const holder = this.claimWinners.get(i.claim)!;
         if (holder !== ifindex) {
@@ -572,8 +626,9 @@ export class Planner {
     // The allowlist entry only once `physical` is attached (an attach that
     // fails stops the link's actions there), so the router can never send out
     // of a NIC we do not forward for. A stale entry goes.
-    if (egress && !world.egress.has(ifindex)) acts.push({ kind: 'egress-allow', ifindex, name });
-    if (!egress && world.egress.has(ifindex)) acts.push({ kind: 'egress-deny', ifindex, name });
+    const vid = egress ? this.vids.get(ifindex) : undefined;
+    if (vid !== undefined && world.egress.get(ifindex) !== vid) acts.push({ kind: 'egress-allow', ifindex, name, vid });
+    if (vid === undefined && world.egress.has(ifindex)) acts.push({ kind: 'egress-deny', ifindex, name });
 
     // Promiscuous mode, then the MTU in a request of its own: a link that
     // refuses the MTU (a router link under a host-given MTU) still gets the
@@ -616,7 +671,7 @@ export class Planner {
       const r = this.routerLink;
       out.push({ kind: 'router-iface', ifindex: r, name: r !== null ? world.links.get(r)?.name ?? `ifindex ${r}` : '(none)' });
     }
-    for (const e of world.egress) {
+    for (const e of world.egress.keys()) {
       if (!world.links.has(e)) out.push({ kind: 'egress-deny', ifindex: e, name: `ifindex ${e}` });
     }
     return out;

@@ -76,7 +76,7 @@ export class KernelEffects implements Effects {
   async snapshot(): Promise<Snapshot> {
     const [links, addrs, routes] = await Promise.all([this.rtnl.dumpLinks(), this.rtnl.dumpAddresses(4), this.rtnl.dumpRoutes(4)]);
     const f = this.forwarder;
-    return { links, addrs, routes, routerIface: f ? f.routerIface() : undefined, egress: f ? f.egress() : undefined };
+    return { links, addrs, routes, routerIface: f ? f.routerIface() : undefined, egress: f ? f.egressVids() : undefined };
   }
 
   prepare(): boolean {
@@ -166,15 +166,15 @@ export class KernelEffects implements Effects {
           throw e;
         }
       case 'xdp-detach': this.need().detach({ ifindex: a.ifindex, name: a.name }); return Promise.resolve();
-      case 'egress-allow': this.need().allowEgress(a.ifindex); return Promise.resolve();
-      case 'egress-deny': this.need().disallowEgress(a.ifindex); return Promise.resolve();
+      case 'egress-allow': this.need().setNicVid(a.ifindex, a.vid); return Promise.resolve();
+      case 'egress-deny': this.need().clearNic(a.ifindex); return Promise.resolve();
       case 'router-iface': this.need().setRouterIface(a.ifindex); return Promise.resolve();
     }
   }
 
-  readMaps(): { routerIface: number | null; egress: number[] } | null {
+  readMaps(): { routerIface: number | null; egress: ReadonlyMap<number, number> } | null {
     const f = this.forwarder;
-    return f ? { routerIface: f.routerIface(), egress: f.egress() } : null;
+    return f ? { routerIface: f.routerIface(), egress: f.egressVids() } : null;
   }
 
   routerSets(p: Plan): void {

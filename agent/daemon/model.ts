@@ -14,7 +14,8 @@ export interface Snapshot {
   routes: RouteMsg[];
   /** null when the forwarder is not loaded (then the model keeps what it had). */
   routerIface: number | null | undefined;
-  egress: number[] | undefined;
+  /** ifindex -> VID, as the forwarder's maps hold it. */
+  egress: ReadonlyMap<number, number> | undefined;
 }
 
 /** What an action's ACK tells beyond "done" (the XDP attach: which program, in which mode). */
@@ -42,7 +43,7 @@ export class Model {
   private readonly routes = new Map<number, RouteLite[]>();
   private readonly xdp = new Map<number, ObservedXdp>();
   private routerIface: number | null = null;
-  private egress = new Set<number>();
+  private egress = new Map<number, number>();
   private readonly vlanOffloadOff = new Set<number>();
   private readonly nativeRefused = new Set<number>();
   /** What the NIC's driver said when rx-vlan-offload could not be turned off, per link. */
@@ -158,9 +159,9 @@ export class Model {
     for (const r of s.routes) this.onRoute('new', r);
     if (s.routerIface !== undefined) this.routerIface = s.routerIface;
     if (s.egress !== undefined) {
-      for (const e of this.egress) this.dirty.add(e);
-      this.egress = new Set(s.egress);
-      for (const e of this.egress) this.dirty.add(e);
+      for (const e of this.egress.keys()) this.dirty.add(e);
+      this.egress = new Map(s.egress);
+      for (const e of this.egress.keys()) this.dirty.add(e);
     }
   }
 
@@ -168,7 +169,7 @@ export class Model {
    * What the BPF maps hold, read back (nothing announces a deleted entry):
    * differences from the model mark the links concerned. true when anything differed.
    */
-  checkMaps(routerIface: number | null, egress: readonly number[]): boolean {
+  checkMaps(routerIface: number | null, egress: ReadonlyMap<number, number>): boolean {
     let differs = false;
     if (routerIface !== this.routerIface) {
       if (this.routerIface !== null) this.dirty.add(this.routerIface);
@@ -176,10 +177,11 @@ export class Model {
       this.routerIface = routerIface;
       differs = true;
     }
-    const next = new Set(egress);
-    for (const e of next) if (!this.egress.has(e)) { this.dirty.add(e); differs = true; }
-    for (const e of this.egress) if (!next.has(e)) { this.dirty.add(e); differs = true; }
-    if (differs) this.egress = next;
+    let egressDiffers = false;
+    for (const [e, vid] of egress) if (this.egress.get(e) !== vid) { this.dirty.add(e); egressDiffers = true; }
+    for (const e of this.egress.keys()) if (!egress.has(e)) { this.dirty.add(e); egressDiffers = true; }
+    if (egressDiffers) this.egress = new Map(egress);
+    differs ||= egressDiffers;
     return differs;
   }
 
@@ -245,7 +247,7 @@ export class Model {
         this.dirty.add(a.ifindex);
         return;
       case 'egress-allow':
-        this.egress.add(a.ifindex);
+        this.egress.set(a.ifindex, a.vid);
         this.dirty.add(a.ifindex);
         return;
       case 'egress-deny':
@@ -323,6 +325,7 @@ export class Model {
     this.vlanOffloadOff.delete(ifindex);
     this.vlanNotes.delete(ifindex);
     this.nativeRefused.delete(ifindex);
+    // The allowlist entry stays until we delete it (a global action for links that are gone).
     this.addrs.delete(ifindex);
     this.xdp.delete(ifindex);
     // The kernel drops routes through a link with it.

@@ -30,7 +30,7 @@ export interface Effects {
   /** The router profiles' nftables sets and the DHCP clients; applied beside the loop. */
   routerSets(p: Plan): void;
   /** What the BPF maps hold now (null without the forwarder): read back, since nothing announces a change. */
-  readMaps(): { routerIface: number | null; egress: number[] } | null;
+  readMaps(): { routerIface: number | null; egress: ReadonlyMap<number, number> } | null;
 }
 
 export interface LinkStatus {
@@ -447,7 +447,7 @@ export function describe(a: Action): string {
     case 'xdp-attach': return `attach ${a.program}`;
     case 'xdp-detach': return 'detach xdp';
     case 'vlan-offload-off': return 'rx-vlan-offload off';
-    case 'egress-allow': return 'allow egress';
+    case 'egress-allow': return `VID ${a.vid}`;
     case 'egress-deny': return 'deny egress';
     case 'router-iface': return `router_iface ${a.ifindex ?? 'cleared'}`;
   }

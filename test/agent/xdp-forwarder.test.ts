@@ -3,11 +3,13 @@
 // restart after kill -9 with nothing doubled, clean shutdown, status.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Sandbox, ownNetns, ip, ipJson, run, uniq } from '../lib/sandbox.js';
+import { Sandbox, ownNetns, ip, ipJson, run, uniq, inNs, ROOT } from '../lib/sandbox.js';
+import { join } from 'node:path';
 import { AgentProc, sleep } from '../lib/agent.js';
 import { readdirSync } from 'node:fs';
 
 await ownNetns(import.meta.url);
+const PKT = join(ROOT, 'test', 'lib', 'pkt.py');
 const sb = new Sandbox();
 const pins = sb.bpffs();
 const lanA = sb.netns('lan');
@@ -221,17 +223,41 @@ test('status --json matches the contract', async () => {
   assert.match(table.stdout, new RegExp(`${rlink.a}\\s+\\d+\\s+02:01:00:00:00:01\\s+router-link\\s+configured`));
 });
 
-test('a NIC with ifindex above 4095 fails with a reason; the others carry on', async () => {
+test('a NIC at ifindex 5000 gets a free VLAN ID (4094), and frames cross both ways with it', async () => {
   const lanC = sb.netns('lan');
-  const big = sb.veth(null, lanC, { macA: '52:54:00:cc:00:01', indexA: 5000 });
-  await agent.waitFor((s) => s.interfaces.some((i) => i.name === big.a && i.state === 'failed'), 'big ifindex failed');
-  const i = agent.iface(big.a)!;
-  assert.match(i.error!, /ifindex 5000 does not fit a VLAN ID/);
-  assert.is(xdpId(ipLink(big.a)), null, 'nothing attached');
-  assert.is(agent.iface(physA.a)!.state, 'configured');
-  const table = agent.statusRaw();
-  assert.match(table.stdout, /errors:\n.*ifindex 5000/);
+  // The LAN end is born in its namespace: created here and moved, it would be
+  // a NIC of ours for a moment, and keep the program it got when it left.
+  const big = { a: uniq('big'), b: uniq('lanc') };
+  ip(null, 'link', 'add', big.a, 'index', '5000', 'address', '52:54:00:cc:00:01', 'type', 'veth', 'peer', 'name', big.b, 'netns', lanC);
+  ip(lanC, 'link', 'set', big.b, 'up');
+  await agent.waitFor((s) => s.interfaces.some((i) => i.name === big.a && i.state === 'configured'), 'NIC 5000 configured');
+  const vids = JSON.parse(run('bpftool', ['-j', 'map', 'dump', 'pinned', `${pins}/nic_vid`])) as Array<{ formatted?: { key: number; value: number }; key: string[]; value: string[] }>;
+  const le = (x: string[]) => Buffer.from(x.map((b) => parseInt(b, 16))).readUInt32LE(0);
+  const map = new Map(vids.map((e) => (e.formatted ? [e.formatted.key, e.formatted.value] : [le(e.key), le(e.value)])));
+  assert.is(map.get(5000), 4094, 'nic_vid[5000]');
+  assert.is(map.get(ipLink(physA.a).ifindex), ipLink(physA.a).ifindex, 'the others keep VID = ifindex');
+  // LAN -> router: tagged 4094 (0x0ffe). Router -> LAN: a frame tagged 4094 arrives untagged in that LAN only.
+  const payload = '88b5' + Buffer.from('vid 4094').toString('hex');
+  const seenAtRouter = await exchange({ ns: lanC, ifname: big.b }, 'ffffffffffff02cccccccc01' + payload, [{ ns: routerNs, ifname: rlink.b }]);
+  assert.ok(seenAtRouter[0]!.some((f) => f.startsWith('ffffffffffff02cccccccc0181000ffe88b5')), `tagged 4094 at the router: ${seenAtRouter[0]}`);
+  const seenInLans = await exchange({ ns: routerNs, ifname: rlink.b }, 'ffffffffffff02dddddddd0181000ffe' + payload, [{ ns: lanC, ifname: big.b }, { ns: lanA, ifname: physA.b }]);
+  assert.ok(seenInLans[0]!.some((f) => f === 'ffffffffffff02dddddddd01' + payload), `untagged in LAN C: ${seenInLans[0]}`);
+  assert.equal(seenInLans[1], [], 'nothing in LAN A');
 });
+
+/** Captures 0x88b5 frames on `taps` while `frame` (hex) is sent from `from` (test/lib/pkt.py). */
+async function exchange(from: { ns: string; ifname: string }, frame: string, taps: Array<{ ns: string; ifname: string }>): Promise<string[][]> {
+  const procs = taps.map((t) => {
+    const child = sb.spawn(inNs(t.ns, ['python3', PKT, 'capture', t.ifname, '1500', '0x88b5']));
+    let out = '';
+    const ready = new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.startsWith('ready\n')) resolve(); }));
+    const done = new Promise<string[]>((resolve) => child.once('exit', () => resolve(out.split('\n').slice(1).filter(Boolean))));
+    return { ready, done };
+  });
+  await Promise.all(procs.map((p) => p.ready));
+  run('nsenter', [`--net=/run/netns/${from.ns}`, '--', 'python3', PKT, 'send', from.ifname, frame]);
+  return Promise.all(procs.map((p) => p.done));
+}
 
 test('SIGTERM: clean exit, XDP stays attached so forwarding survives', async () => {
   const id = agent.iface(physA.a)!.xdp!.id;

@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { Forwarder, COUNTER_NAMES, type LinkCounters } from '../../agent/bpf/forwarder.js';
-import { chooseVid } from '../../agent/bpf/vid.js';
+import { chooseVid } from '../../agent/core/vid.js';
 import { silentLogger } from '../../agent/log.js';
 import { Sandbox, ROOT, ipJson, inNs, ownNetns, run } from '../lib/sandbox.js';
 import { ethFrame, withTag, hex, prng, randomBytes, ETH_P_8021AD, ETH_P_TEST } from '../lib/frames.js';

@@ -29,7 +29,8 @@ function world(links: ObservedLink[], extra: Partial<{ addrs: Map<number, Observ
     routes: byOif(extra.routes ?? []),
     xdp: extra.xdp ?? new Map(),
     routerIface: extra.routerIface ?? null,
-    egress: extra.egress ?? new Set(),
+    egress: new Map([...(extra.egress ?? [])].map((i) => [i, i])), // VID = ifindex, as the published design
+
     vlanOffloadOff: extra.vlanOffloadOff ?? new Set(links.map((l) => l.ifindex)),
     nativeRefused: new Set(),
   };
@@ -86,14 +87,19 @@ test('xdp-forwarder: a program in the wrong mode, or someone else\'s, is replace
   assert.equal(kinds(plan(cfg(), foreign).actions.get(2)), ['xdp-attach']);
 });
 
-test('xdp-forwarder: ifindex above 4095 fails with a reason, others carry on', () => {
+test('xdp-forwarder: a NIC above ifindex 4095 gets a free VID (the highest), a pinned one its pin; VID = ifindex otherwise', () => {
   const big = link('52:54:00:00:00:11', { ifindex: 5000, name: 'big0' });
   const ok = link('52:54:00:00:00:12', { ifindex: 7, name: 'ok0' });
-  const p = plan(cfg(), world([big, ok]));
-  assert.match(p.links.get(5000)!.error!, /ifindex 5000 does not fit a VLAN ID/);
-  assert.is(linkState(p.links.get(5000)!, 0, null), 'failed');
-  assert.is(p.actions.get(5000), undefined);
-  assert.equal(kinds(p.actions.get(7)), ['xdp-attach', 'egress-allow', 'link:up=true']);
+  const wired = link('52:54:00:00:00:13', { ifindex: 8, name: 'eth9' });
+  const p = plan(cfg({ vidPins: { 'eth*': 10 } }), world([big, ok, wired]));
+  const vidOf = (i: number) => (p.actions.get(i)!.find((a) => a.kind === 'egress-allow') as { vid: number }).vid;
+  assert.is(p.links.get(5000)!.error, null);
+  assert.is(vidOf(5000), 4094);
+  assert.is(vidOf(7), 7);
+  assert.is(vidOf(8), 10, 'pinned');
+  // Kept while the NIC exists: the maps' VID stays, even when the ifindex would be free now.
+  const again = plan(cfg(), world([big, ok], { egress: new Set([7]) , }));
+  assert.is(again.actions.get(7)?.some((a) => a.kind === 'egress-allow') ?? false, false, 'VID 7 kept, nothing to do');
 });
 
 test('xdp-forwarder: a second router link fails; the one in router_iface keeps it', () => {

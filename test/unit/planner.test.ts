@@ -33,7 +33,7 @@ class FakeKernel {
   routes = new Map<number, RouteLite[]>();
   xdp = new Map<number, ObservedXdp>();
   routerIface: number | null = null;
-  egress = new Set<number>();
+  egress = new Map<number, number>(); // ifindex -> VID, one NIC per VID as in the maps
   vlanOff = new Set<number>();
   refused = new Set<number>();
 
@@ -48,6 +48,12 @@ class FakeKernel {
     this.xdp.delete(i);
     this.vlanOff = new Set([...this.vlanOff].filter((x) => x !== i));
     this.refused = new Set([...this.refused].filter((x) => x !== i));
+  }
+
+  /** A VID names one NIC: setting it takes it from whoever had it. */
+  setVid(i: number, vid: number): void {
+    this.egress = new Map([...this.egress].filter(([x, v]) => x !== i && v !== vid));
+    this.egress.set(i, vid);
   }
 
   /** What the kernel would do with an action (the effects, without a kernel). */
@@ -66,12 +72,14 @@ class FakeKernel {
       case 'xdp-attach': this.xdp.set(i!, { id: 100 + (a.program === 'router' ? 1 : 0), mode: a.mode, program: a.program }); return;
       case 'xdp-detach': this.xdp.delete(i!); return;
       case 'vlan-offload-off': this.vlanOff = new Set([...this.vlanOff, i!]); return;
-      case 'egress-allow': this.egress = new Set([...this.egress, i!]); return;
-      case 'egress-deny': this.egress = new Set([...this.egress].filter((x) => x !== i)); return;
+      case 'egress-allow': this.setVid(i!, a.vid); return;
+      case 'egress-deny': this.egress = new Map([...this.egress].filter(([x]) => x !== i)); return;
       case 'router-iface': this.routerIface = a.ifindex; return;
     }
   }
 }
+
+const this_has = (k: FakeKernel, i: number) => k.egress.has(i);
 
 /** A plan as plain, ordered data (to compare two plans). */
 function snapshot(p: Plan): unknown {
@@ -186,13 +194,13 @@ for (const [n, extra] of PROFILES.entries()) {
             what = `router_iface ${k.routerIface}`;
             break;
           }
-          case 8: { // an allowlist entry appears or goes behind our back (also for links that do not exist)
+          case 8: { // an allowlist entry (a VID) appears, moves or goes behind our back (also for links that do not exist)
             const i = r.int(3) === 0 ? 900 + r.int(3) : some(); if (i === null) break;
-            const next = new Set(k.egress);
-            if (next.has(i)) next.delete(i);
-            else next.add(i);
-            k.egress = next;
+            for (const [x] of k.egress) changed.add(x); // whoever loses its VID to this is marked too (as Model.checkMaps does)
+            if (this_has(k, i) && r.int(2)) k.egress = new Map([...k.egress].filter(([x]) => x !== i));
+            else k.setVid(i, r.pick([i, 4094, 7, 5000 % 4095]));
             changed.add(i);
+            for (const [x] of k.egress) changed.add(x);
             what = `egress ${i}`;
             break;
           }
@@ -210,7 +218,12 @@ for (const [n, extra] of PROFILES.entries()) {
         }
         p = planner.update(k.world(), changed);
         const fresh = plan(config, k.world());
-        assert.equal(snapshot(p), snapshot(fresh), `run ${run} step ${step} (${what}): incremental and fresh plans differ`);
+        const [a, b] = [JSON.stringify(snapshot(p), null, 1), JSON.stringify(snapshot(fresh), null, 1)];
+        if (a !== b) {
+          const la = a.split('\n'), lb = b.split('\n');
+          const at = la.findIndex((l, k) => l !== lb[k]);
+          assert.unreachable(`run ${run} step ${step} (${what}): incremental and fresh plans differ at line ${at}:\n${la.slice(Math.max(0, at - 12), at + 3).join('\n')}\n--- fresh:\n${lb.slice(Math.max(0, at - 12), at + 3).join('\n')}`);
+        }
       }
     }
   });

@@ -42,7 +42,7 @@ class FakeEffects implements Effects {
     this.dumps += 1;
     const links = [...this.links.values()].map((l) => ({ ...l }));
     if (this.dumpGate) await this.dumpGate;
-    return { links, addrs: [], routes: [], routerIface: null, egress: [] };
+    return { links, addrs: [], routes: [], routerIface: null, egress: new Map() };
   }
 
   prepare(): boolean {
@@ -62,7 +62,7 @@ class FakeEffects implements Effects {
     return Promise.resolve();
   }
 
-  readMaps(): { routerIface: number | null; egress: number[] } | null {
+  readMaps(): { routerIface: number | null; egress: ReadonlyMap<number, number> } | null {
     return null;
   }
 
@@ -91,7 +91,7 @@ test('coldplug: every link configured; each went new -> pending -> configured, w
   assert.match(rec.status(3)!.why, /router attached, promisc, mtu 1504, up/);
   const of2 = transitions.filter((t) => t.ifindex === 2).map((t) => `${t.from}->${t.to}`);
   assert.equal(of2, ['new->pending', 'pending->configured']);
-  assert.match(transitions.find((t) => t.ifindex === 2 && t.to === 'pending')!.why, /applying: rx-vlan-offload off, attach physical, allow egress, set up/);
+  assert.match(transitions.find((t) => t.ifindex === 2 && t.to === 'pending')!.why, /applying: rx-vlan-offload off, attach physical, VID 2, set up/);
   assert.ok(fx.links.get(3)!.promisc && fx.links.get(3)!.up, 'the fake kernel got the requests');
 });
 

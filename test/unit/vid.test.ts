@@ -1,7 +1,7 @@
-// The VID allocator (agent/bpf/vid.ts): pure, so plain unit tests.
+// The VID allocator (agent/core/vid.ts): pure, so plain unit tests.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chooseVid, checkVidPins, pinFor, VID_FIRST, VID_LAST } from '../../agent/bpf/vid.js';
+import { chooseVid, checkVidPins, pinFor, VID_FIRST, VID_LAST } from '../../agent/core/vid.js';
 
 const nic = (ifindex: number, name = `eth${ifindex}`, mac: string | null = null) => ({ ifindex, name, mac });
 const none = new Map<number, number>();
