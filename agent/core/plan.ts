@@ -611,10 +611,12 @@ export class Planner {
     // A NIC that strips VLAN tags on receive hands `physical` the frame
     // without the LAN's tag, and the kernel puts it back outside ours: off
     // before `physical` forwards anything.
-    if (w.xdp === 'physical' && !world.vlanOffloadOff.has(ifindex)) acts.push({ kind: 'vlan-offload-off', ifindex, name });
+    // A NIC that already carries our `physical` (an agent restart adopting
+    // it) had it turned off before that attach: nothing to redo.
+    const x = world.xdp.get(ifindex);
+    if (w.xdp === 'physical' && !world.vlanOffloadOff.has(ifindex) && x?.program !== 'physical') acts.push({ kind: 'vlan-offload-off', ifindex, name });
 
     // XDP: attach ours where wanted (replacing anything else), detach ours where not.
-    const x = world.xdp.get(ifindex);
     if (w.xdp) {
       if (!x || x.program !== w.xdp || x.mode !== this.xdpMode) {
         acts.push({ kind: 'xdp-attach', ifindex, name, program: w.xdp, mode: this.xdpMode, fallback: this.config.xdpMode === 'auto' });

@@ -391,7 +391,7 @@ export class Reconciler extends EventEmitter {
 
   private transition(t: Transition): void {
     const level = t.to === 'failed' ? 'warn' : 'info';
-    this.log[level]({ link: t.link, ifindex: t.ifindex, from: t.from, to: t.to, why: t.why }, `${t.link}: ${t.from} -> ${t.to}`);
+    this.log[level]({ link: t.link, ifindex: t.ifindex, from: t.from, to: t.to, why: t.why }, 'link state');
     this.emit('transition', t);
   }
 

@@ -129,7 +129,7 @@ test('restart after kill -9: state adopted, nothing doubled or re-attached', asy
     assert.is(i.state, 'configured');
   }
   assert.is(after.interfaces.filter((x) => x.xdp).length, Object.keys(ids).length);
-  assert.not.ok(agent.logs.some((l) => l.includes('"link configured"')), `nothing to do after restart, got: ${agent.logs.filter((l) => l.includes('link configured')).join('\n')}`);
+  assert.not.ok(agent.logs.some((l) => l.includes('"to":"pending"')), `nothing to do after restart, got: ${agent.logs.filter((l) => l.includes('"to":"pending"')).join('\n')}`);
   // One program per link, no orphans attached anywhere:
   const net = JSON.parse(run('bpftool', ['-j', 'net', 'show']));
   const xdpEntries = (net[0]?.xdp ?? []) as Array<{ devname: string; id: number }>;

@@ -77,16 +77,18 @@ function step(out: string, n: string): string {
   return out.slice(start, next < 0 ? undefined : next);
 }
 
-/** Rows of a status table: name -> the row's words. */
-function table(text: string): Map<string, string[]> {
-  const rows = new Map<string, string[]>();
-  const lines = text.split('\n');
+/** Rows of a status table: the interface's name -> its cells by column title (columns are cut where the header's titles start). */
+function table(text: string): Map<string, Record<string, string>> {
+  const rows = new Map<string, Record<string, string>>();
+  const lines = text.split('\n').map((l) => l.replace(/\r$/, ''));
   const h = lines.findIndex((l) => /^IFACE\s+IDX\s+MAC\s+ROLE\s+STATE/.test(l));
   assert.ok(h >= 0, `a status table:\n${text}`);
+  const titles = [...lines[h]!.matchAll(/\S+/g)].map((m) => ({ title: m[0], at: m.index! }));
   for (const l of lines.slice(h + 1)) {
     if (!l.trim()) break;
-    const words = l.trim().split(/\s+/);
-    rows.set(words[0]!, words);
+    const cells: Record<string, string> = {};
+    titles.forEach((t, k) => { cells[t.title] = l.slice(t.at, titles[k + 1]?.at ?? undefined).trim(); });
+    rows.set(cells.IFACE!.replace(/ \(down\)$/, ''), cells);
   }
   return rows;
 }
@@ -102,13 +104,14 @@ test('make demo: every step shows what it promises, and nothing of it remains', 
 
   // 2: the hotplugged NIC is configured, with the physical program.
   const s2 = table(step(out, '2'));
-  assert.equal(s2.get('eth1')?.slice(3, 5), ['physical', 'configured'], step(out, '2'));
-  assert.match(s2.get('rlink')!.join(' '), /router-link configured .*router\/skb/);
+  assert.equal([s2.get('eth1')?.ROLE, s2.get('eth1')?.STATE], ['physical', 'configured'], step(out, '2'));
+  assert.equal([s2.get('rlink')?.ROLE, s2.get('rlink')?.STATE], ['router-link', 'configured']);
+  assert.match(s2.get('rlink')!.XDP!, /^router\/skb/);
 
   // 3a: LAN 1's frame reaches the router tagged with eth0's ifindex.
   const s3a = step(out, '3a');
   const vid1 = /tagged with VLAN (\d+)/.exec(s3a)![1]!;
-  assert.is(vid1, s2.get('eth0')![1], "the VLAN ID is eth0's ifindex");
+  assert.is(vid1, s2.get('eth0')!.IDX, "the VLAN ID is eth0's ifindex");
   assert.match(s3a, new RegExp(`802\\.1Q, length \\d+: vlan ${vid1}, p 0, Unknown Ethertype \\(0x88b5\\)`), s3a);
 
   // 3b: the router's frame tagged for eth1 arrives untagged in LAN 2, and nowhere else.
@@ -126,19 +129,20 @@ test('make demo: every step shows what it promises, and nothing of it remains', 
   // 5: router-p2p: the MACs' addresses, and the public one refused with the reason.
   const s5text = step(out, '5');
   const s5 = table(s5text);
-  assert.equal(s5.get('vm1')!.slice(3, 6), ['inter-vm', 'configured', '100.64.0.2/31'], s5text);
-  assert.equal(s5.get('vm2')!.slice(3, 6), ['inter-vm', 'configured', '100.64.0.4/31'], s5text);
-  assert.match(s5.get('bad')!.join(' '), /inter-vm failed/);
+  const cells = (name: string) => { const c = s5.get(name)!; return [c.ROLE, c.STATE, c.ADDRESSES]; };
+  assert.equal(cells('vm1'), ['inter-vm', 'configured', '100.64.0.2/31'], s5text);
+  assert.equal(cells('vm2'), ['inter-vm', 'configured', '100.64.0.4/31'], s5text);
+  assert.equal(cells('bad').slice(0, 2), ['inter-vm', 'failed']);
   assert.match(s5text, /bad: MAC 0a:b3:ec:01:02:03 decodes to 100\.1\.2\.3, outside the shared address space/);
 
   if (!vmWhy) {
     // 7-9: status typed at the VM's console; the hotplugged NIC comes and goes.
     const s7 = table(step(out, '7'));
-    assert.ok([...s7.values()].some((w) => w.includes('router-link') && w.includes('configured')), step(out, '7'));
+    assert.ok([...s7.values()].some((c) => c.ROLE === 'router-link' && c.STATE === 'configured'), step(out, '7'));
     const s8 = step(out, '8');
-    assert.ok([...table(s8).values()].some((w) => w[2] === '52:54:00:12:34:77' && w[4] === 'configured'), s8);
+    assert.ok([...table(s8).values()].some((c) => c.MAC === '52:54:00:12:34:77' && c.STATE === 'configured'), s8);
     const s9 = step(out, '9');
-    assert.not.ok([...table(s9).values()].some((w) => w[2] === '52:54:00:12:34:77'), s9);
+    assert.not.ok([...table(s9).values()].some((c) => c.MAC === '52:54:00:12:34:77'), s9);
   }
   assert.match(out, /== done/);
 

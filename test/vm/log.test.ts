@@ -41,7 +41,7 @@ guarded('--link shows one link only; --level warn leaves the info records out', 
   const out = stripAnsi(await suite.vm.sh(`netagent log --link ${name} -n 50`)).split('\n').filter(Boolean);
   assert.ok(out.length >= 2, out.join('\n'));
   for (const l of out) assert.match(l, new RegExp(`^\\S+ \\w+ +${name}: `), l);
-  assert.ok(out.some((l) => / link configured /.test(l)), out.join('\n'));
+  assert.ok(out.some((l) => / link state \S+ -> configured /.test(l)), out.join('\n'));
   const warn = stripAnsi(await suite.vm.sh('netagent log --level warn -n all')).split('\n').filter(Boolean);
   for (const l of warn) assert.not.match(l, / (info |debug|trace) /, l);
 });
