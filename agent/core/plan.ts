@@ -231,7 +231,9 @@ function intrinsic(link: ObservedLink, config: Config): Intrinsic {
       if (!d.ok) return fail(d.error);
       // In a /31 the router has one end, the client the other.
       const peer = { address: formatIp4(peer31(d.addr)), gateway: formatIp4(d.addr) };
-      return { ...base, part: 'claimant', claim: formatIp4(d.addr), want: { ...NOTHING, up: true, addresses: [d.cidr] }, peer };
+      // The claim is the whole /31: 0a:b3:ec:40:00:02 and :03 would put one
+      // link's two ends on two links (the same client twice).
+      return { ...base, part: 'claimant', claim: `${formatIp4((d.addr & ~1) >>> 0)}/31`, want: { ...NOTHING, up: true, addresses: [d.cidr] }, peer };
     }
     case 'router-routed': {
       if (c.role !== 'inter-vm') return { ...base, part: 'uplink', want: { ...NOTHING, up: true }, note: 'uplink' };
@@ -550,7 +552,9 @@ export class Planner {
         const holder = this.claimWinners.get(i.claim)!;
         if (holder !== ifindex) {
           const cidr = i.want.routes[0]?.dst ?? i.want.addresses[0];
-          error = `address ${cidr} is already used by ${world.links.get(holder)?.name ?? holder}; two links claim it (check the MACs the host assigned)`;
+          error = i.claim.includes('/')
+            ? `${cidr} overlaps the /31 ${i.claim} of ${world.links.get(holder)?.name ?? holder}; two links claim one client (check the MACs the host assigned)`
+            : `address ${cidr} is already used by ${world.links.get(holder)?.name ?? holder}; two links claim it (check the MACs the host assigned)`;
         }
       }
       if (error === null && i.gateway && this.defaultHolder === ifindex) {

@@ -59,6 +59,25 @@ test('router-p2p: 0a:b3:ec links get the address their MAC encodes; a public one
   assert.is(run('cat', ['/proc/sys/net/ipv4/ip_forward']).trim(), '1');
 });
 
+test('router-p2p: nft flush ruleset and ip_forward=0 (nothing announces them) are repaired within 5 s; clients stay apart', async () => {
+  run('nft', ['flush', 'ruleset']);
+  run('sysctl', ['-qw', 'net.ipv4.ip_forward=0']);
+  const t0 = Date.now();
+  for (;;) {
+    let table = '';
+    try { table = run('nft', ['list', 'table', 'inet', 'netagent']); } catch { /* gone */ }
+    const fwd = run('cat', ['/proc/sys/net/ipv4/ip_forward']).trim();
+    if (table.includes('chain forward') && fwd === '1') break;
+    if (Date.now() - t0 > 5000) assert.unreachable(`not repaired within 5 s: table ${table ? 'present' : 'gone'}, ip_forward ${fwd}`);
+    await sleep(50);
+  }
+  console.log(`    table and forwarding repaired after ${Date.now() - t0} ms`);
+  assert.not.ok(ping(c1, '100.64.0.5'), 'client 1 still cannot reach client 2');
+  assert.ok(ping(c1, '198.18.0.1'), 'and still reaches the uplink');
+  // Only the link that is refused on purpose (bad) is left to say anything.
+  await agent.waitFor((s) => !/nftables|forward|table/i.test(String(s.lastError)), 'the firewall problem gone from status once repaired', 5000);
+});
+
 test('router-p2p: clients reach the uplink, masqueraded; clients cannot reach each other', async () => {
   assert.ok(ping(c1, '100.64.0.2'), 'client reaches its router');
   assert.ok(ping(c1, '198.18.0.1'), 'client reaches the uplink network (masqueraded: the server has no route back to 100.64/10)');

@@ -3,13 +3,11 @@
 // restart after kill -9 with nothing doubled, clean shutdown, status.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Sandbox, ownNetns, ip, ipJson, run, uniq, inNs, ROOT } from '../lib/sandbox.js';
-import { join } from 'node:path';
-import { AgentProc, sleep } from '../lib/agent.js';
+import { Sandbox, ownNetns, ip, ipJson, run, uniq } from '../lib/sandbox.js';
+import { AgentProc, exchange, sleep } from '../lib/agent.js';
 import { readdirSync } from 'node:fs';
 
 await ownNetns(import.meta.url);
-const PKT = join(ROOT, 'test', 'lib', 'pkt.py');
 const sb = new Sandbox();
 const pins = sb.bpffs();
 const lanA = sb.netns('lan');
@@ -238,26 +236,12 @@ test('a NIC at ifindex 5000 gets a free VLAN ID (4094), and frames cross both wa
   assert.is(map.get(ipLink(physA.a).ifindex), ipLink(physA.a).ifindex, 'the others keep VID = ifindex');
   // LAN -> router: tagged 4094 (0x0ffe). Router -> LAN: a frame tagged 4094 arrives untagged in that LAN only.
   const payload = '88b5' + Buffer.from('vid 4094').toString('hex');
-  const seenAtRouter = await exchange({ ns: lanC, ifname: big.b }, 'ffffffffffff02cccccccc01' + payload, [{ ns: routerNs, ifname: rlink.b }]);
+  const seenAtRouter = await exchange(sb, { ns: lanC, ifname: big.b }, 'ffffffffffff02cccccccc01' + payload, [{ ns: routerNs, ifname: rlink.b }]);
   assert.ok(seenAtRouter[0]!.some((f) => f.startsWith('ffffffffffff02cccccccc0181000ffe88b5')), `tagged 4094 at the router: ${seenAtRouter[0]}`);
-  const seenInLans = await exchange({ ns: routerNs, ifname: rlink.b }, 'ffffffffffff02dddddddd0181000ffe' + payload, [{ ns: lanC, ifname: big.b }, { ns: lanA, ifname: physA.b }]);
+  const seenInLans = await exchange(sb, { ns: routerNs, ifname: rlink.b }, 'ffffffffffff02dddddddd0181000ffe' + payload, [{ ns: lanC, ifname: big.b }, { ns: lanA, ifname: physA.b }]);
   assert.ok(seenInLans[0]!.some((f) => f === 'ffffffffffff02dddddddd01' + payload), `untagged in LAN C: ${seenInLans[0]}`);
   assert.equal(seenInLans[1], [], 'nothing in LAN A');
 });
-
-/** Captures 0x88b5 frames on `taps` while `frame` (hex) is sent from `from` (test/lib/pkt.py). */
-async function exchange(from: { ns: string; ifname: string }, frame: string, taps: Array<{ ns: string; ifname: string }>): Promise<string[][]> {
-  const procs = taps.map((t) => {
-    const child = sb.spawn(inNs(t.ns, ['python3', PKT, 'capture', t.ifname, '1500', '0x88b5']));
-    let out = '';
-    const ready = new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.startsWith('ready\n')) resolve(); }));
-    const done = new Promise<string[]>((resolve) => child.once('exit', () => resolve(out.split('\n').slice(1).filter(Boolean))));
-    return { ready, done };
-  });
-  await Promise.all(procs.map((p) => p.ready));
-  run('nsenter', [`--net=/run/netns/${from.ns}`, '--', 'python3', PKT, 'send', from.ifname, frame]);
-  return Promise.all(procs.map((p) => p.done));
-}
 
 test('SIGTERM: clean exit, XDP stays attached so forwarding survives', async () => {
   const id = agent.iface(physA.a)!.xdp!.id;

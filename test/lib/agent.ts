@@ -116,3 +116,23 @@ export class AgentProc {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const PKT = join(ROOT, 'test', 'lib', 'pkt.py');
+
+/**
+ * Captures 0x88b5 frames on `taps` (1.5 s) while `frame` (hex, tags
+ * included) is sent from `from`; what each tap saw, as hex (test/lib/pkt.py).
+ */
+export async function exchange(sb: Sandbox, from: { ns: string; ifname: string }, frame: string, taps: Array<{ ns: string; ifname: string }>): Promise<string[][]> {
+  const procs = taps.map((t) => {
+    const child = sb.spawn(inNs(t.ns, ['python3', PKT, 'capture', t.ifname, '1500', '0x88b5']));
+    let out = '';
+    const ready = new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.startsWith('ready\n')) resolve(); }));
+    const done = new Promise<string[]>((resolve) => child.once('exit', () => resolve(out.split('\n').slice(1).filter(Boolean))));
+    return { ready, done };
+  });
+  await Promise.all(procs.map((p) => p.ready));
+  const send = spawnSync('nsenter', [`--net=/run/netns/${from.ns}`, '--', 'python3', PKT, 'send', from.ifname, frame], { encoding: 'utf8' });
+  if (send.status !== 0) throw new Error(`pkt.py send on ${from.ifname}: ${send.stderr}`);
+  return Promise.all(procs.map((p) => p.done));
+}

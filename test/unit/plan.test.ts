@@ -173,7 +173,12 @@ test('router-p2p: two links claiming the same address: the second fails', () => 
   const b = link('0A:B3:EC:40:00:02', { ifindex: 3, name: 'b' });
   const p = plan(cfg({ profile: 'router-p2p' }), world([a, b]));
   assert.is(p.links.get(2)!.error, null);
-  assert.match(p.links.get(3)!.error!, /already used by a/);
+  assert.match(p.links.get(3)!.error!, /overlaps the \/31 100\.64\.0\.2\/31 of a/);
+  // Overlapping /31s (:02 and :03 are the two ends of one link): the second fails too.
+  const c = link('0a:b3:ec:40:00:03', { ifindex: 4, name: 'c' });
+  const q = plan(cfg({ profile: 'router-p2p' }), world([a, c]));
+  assert.is(q.links.get(2)!.error, null);
+  assert.match(q.links.get(4)!.error!, /100\.64\.0\.3\/31 overlaps the \/31 100\.64\.0\.2\/31 of a/);
 });
 
 test('router-p2p: idempotent with the address present; a stale address of ours is removed, others kept', () => {
