@@ -15,7 +15,7 @@ import type { Config } from '../config.js';
 import { classifyMac, nameMatches, parseMac, type MacClass } from './mac.js';
 import { decodeInterVm, decodeRoutedClient } from './addr.js';
 import { formatCidr4, formatIp4, parseCidr4, peer31 } from './ipv4.js';
-import { chooseVid, isVid, pinFor, type VidPins } from './vid.js';
+import { isVid, pinFor, VID_FIRST, VID_LAST } from './vid.js';
 import { MAX_VLAN_IFINDEX, type LinkState, type ProfileName, type Role, type XdpMode, type XdpProgram } from './vocab.js';
 
 export type { LinkState, Role, XdpProgram } from './vocab.js';
@@ -208,6 +208,8 @@ interface Intrinsic {
   peer: { address: string; gateway: string } | null;
   /** A software device (veth, ...: it has a link kind): native XDP redirects into it need XDP on its peer. */
   soft: boolean;
+  /** xdp-forwarder: the VID the config pins for this NIC (vidPins), else null. */
+  vidPin: number | null;
 }
 
 function linkKey(l: ObservedLink): string {
@@ -216,7 +218,7 @@ function linkKey(l: ObservedLink): string {
 
 function intrinsic(link: ObservedLink, config: Config): Intrinsic {
   const c = classify(link, config);
-  const base: Intrinsic = { key: linkKey(link), name: link.name, mac: link.mac, mtu: link.mtu, c, part: 'none', error: null, claim: null, want: NOTHING, note: null, gateway: null, peer: null, soft: link.kind !== null };
+  const base: Intrinsic = { key: linkKey(link), name: link.name, mac: link.mac, mtu: link.mtu, c, part: 'none', error: null, claim: null, want: NOTHING, note: null, gateway: null, peer: null, soft: link.kind !== null, vidPin: null };
   if (c.ignoredWhy !== null) return { ...base, note: c.ignoredWhy };
   const fail = (error: string): Intrinsic => ({ ...base, error });
   const mac = parseMac(link.mac)!; // classify() found a MAC class, so it parses
@@ -224,7 +226,7 @@ function intrinsic(link: ObservedLink, config: Config): Intrinsic {
     case 'xdp-forwarder':
       if (c.role === 'router-link') return { ...base, part: 'router-candidate', want: { ...NOTHING, up: true, promisc: true, xdp: 'router' } };
       // Its VLAN ID is decided with the others' (decide()): the ifindex by default, else a pin or a free one.
-      return { ...base, part: 'physical', want: { ...NOTHING, up: true, xdp: 'physical' } };
+      return { ...base, part: 'physical', want: { ...NOTHING, up: true, xdp: 'physical' }, vidPin: pinFor({ ifindex: link.ifindex, name: link.name, mac: link.mac }, config.vidPins)?.vid ?? null };
     case 'router-p2p': {
       if (c.role !== 'inter-vm') return { ...base, part: 'uplink', want: { ...NOTHING, up: true }, note: 'uplink' };
       const d = decodeInterVm(mac, config.allowPublicAddresses);
@@ -323,13 +325,22 @@ export class Planner {
   private readonly vids = new Map<number, number>();
   /** NICs that could not get a VID (all 4094 taken), with the reason. */
   private readonly vidErrors = new Map<number, string>();
+  /** VID -> the NIC that has it (decided). */
+  private readonly vidOwner = new Map<number, number>();
+  /** NICs whose VID is not (yet) what the maps hold: decided again every pass. */
+  private readonly vidPending = new Set<number>();
+  /** NICs with a pin: decided again every pass (their pin may free up). */
+  private readonly pinnedNics = new Set<number>();
+  private readonly reservedVids: ReadonlySet<number>;
   /** The XDP mode every forwarder link shares (xdpMode auto: native only where all of them can). */
   private xdpMode: XdpMode = 'skb';
   private lastRouterIface: number | null | undefined = undefined;
   private router: RouterGlobals | null = null;
   private setsChanged = true;
 
-  constructor(readonly config: Config) {}
+  constructor(readonly config: Config) {
+    this.reservedVids = new Set(Object.values(config.vidPins).filter(isVid));
+  }
 
   /**
    * Brings the plan up to date with the world. `changed`: the links whose
@@ -404,6 +415,7 @@ export class Planner {
     }
     if (i.part === 'router-candidate') this.routerCandidates.add(ifindex);
     if (i.part === 'physical') this.physicalMtus.set(ifindex, i.mtu);
+    if (i.vidPin !== null) this.pinnedNics.add(ifindex);
     if (i.claim) {
       addTo(this.claims, i.claim, ifindex);
       claimsTouched.add(i.claim);
@@ -414,6 +426,10 @@ export class Planner {
   private unindex(ifindex: number, i: Intrinsic, claimsTouched: Set<string>): void {
     this.forwarders.delete(ifindex);
     this.softForwarders.delete(ifindex);
+    this.pinnedNics.delete(ifindex);
+    this.vidPending.delete(ifindex);
+    this.vidErrors.delete(ifindex);
+    this.releaseVid(ifindex);
     this.routerCandidates.delete(ifindex);
     this.physicalMtus.delete(ifindex);
     if (i.claim) {
@@ -490,44 +506,68 @@ export class Planner {
    * VLAN IDs, one per active NIC, never shared, never 0 or 4095. A NIC keeps
    * the VID the maps hold for it (stable while it exists, across restarts)
    * unless a pin reserves it for another; the others, in ifindex order, get
-   * their pin, else their ifindex (the published design), else a free one
-   * (core/vid.ts). A function of the world and the NICs, so incremental and
-   * fresh planning agree; NICs whose VID changes are replanned. O(NICs)
-   * integer work per pass; the allocator runs only for NICs without a VID.
+   * their pin if free, else their ifindex, else the highest free VID
+   * (core/vid.ts has the same rules for one NIC). A function of the world
+   * and the NICs, so incremental and fresh planning agree; but only the NICs
+   * that changed, those whose VID is not in the maps yet, and pinned ones are
+   * looked at, so a hotplug costs the same with 1400 NICs as with 2.
    */
   private decideVids(world: World, touched: Set<number>): void {
     if (this.config.profile !== 'xdp-forwarder') return;
-    const pins: VidPins = this.config.vidPins;
-    const reservedBy = new Map<number, true>();
-    for (const v of Object.values(pins)) if (isVid(v)) reservedBy.set(v, true);
-    const next = new Map<number, number>();
-    const without: number[] = [];
-    for (const ifindex of this.physicalMtus.keys()) {
-      const cur = world.egress.get(ifindex);
-      const nic = this.intrinsics.get(ifindex)!;
-      const pin = pinFor({ ifindex, name: nic.name, mac: nic.mac }, pins);
-      const ok = cur !== undefined && isVid(cur) && (!reservedBy.has(cur) || pin?.vid === cur) && (!pin || pin.vid === cur || !this.pinFree(pin.vid, world, ifindex));
-      if (ok) next.set(ifindex, cur);
-      else without.push(ifindex);
+    const cand = new Set<number>(this.vidPending);
+    for (const i of touched) if (this.physicalMtus.has(i)) cand.add(i);
+    for (const i of this.pinnedNics) cand.add(i);
+    const before = new Map<number, number | undefined>();
+    for (const i of cand) {
+      before.set(i, this.vids.get(i));
+      this.releaseVid(i);
     }
-    without.sort((a, b) => a - b);
-    const errors = new Map<number, string>();
-    for (const ifindex of without) {
-      const nic = this.intrinsics.get(ifindex)!;
-      const c = chooseVid({ ifindex, name: nic.name, mac: nic.mac }, next, pins);
-      if (c) next.set(ifindex, c.vid);
-      else errors.set(ifindex, `no free VLAN ID left for ${nic.name} (1..4094 all taken); remove a NIC or pin VIDs (vidPins)`);
+    const pending: number[] = [];
+    for (const i of cand) {
+      const cur = world.egress.get(i);
+      const pin = this.intrinsics.get(i)!.vidPin;
+      const ok = cur !== undefined && isVid(cur) && !this.vidOwner.has(cur)
+        && (!this.reservedVids.has(cur) || pin === cur)
+        && (pin === null || pin === cur || !this.pinFree(pin, world, i));
+      if (ok) this.assignVid(i, cur);
+      else pending.push(i);
     }
-    for (const [i, v] of next) if (this.vids.get(i) !== v) touched.add(i);
-    for (const i of this.vids.keys()) if (!next.has(i)) touched.add(i);
-    for (const i of new Set([...errors.keys(), ...this.vidErrors.keys()])) if (errors.get(i) !== this.vidErrors.get(i)) touched.add(i);
-    this.vids.clear();
-    for (const [i, v] of next) this.vids.set(i, v);
-    this.vidErrors.clear();
-    for (const [i, e] of errors) this.vidErrors.set(i, e);
+    pending.sort((x, y) => x - y);
+    const usable = (v: number) => isVid(v) && !this.vidOwner.has(v) && !this.reservedVids.has(v);
+    for (const i of pending) {
+      const pin = this.intrinsics.get(i)!.vidPin;
+      let vid: number | null = pin !== null && isVid(pin) && !this.vidOwner.has(pin) ? pin : usable(i) ? i : null;
+      for (let v = VID_LAST; vid === null && v >= VID_FIRST; v--) if (usable(v)) vid = v;
+      const had = this.vidErrors.has(i);
+      if (vid !== null) {
+        this.assignVid(i, vid);
+        this.vidErrors.delete(i);
+      } else {
+        this.vidErrors.set(i, `no free VLAN ID left for ${this.intrinsics.get(i)!.name} (1..4094 all taken); remove a NIC or pin VIDs (vidPins)`);
+      }
+      if (had !== this.vidErrors.has(i)) touched.add(i);
+    }
+    this.vidPending.clear();
+    for (const i of cand) {
+      const v = this.vids.get(i);
+      if (v !== before.get(i)) touched.add(i);
+      if (v === undefined || world.egress.get(i) !== v) this.vidPending.add(i);
+    }
   }
 
-  /** Whether a pinned VID is free for `ifindex`: no other NIC holds it in the maps. */
+  private assignVid(ifindex: number, vid: number): void {
+    this.vids.set(ifindex, vid);
+    this.vidOwner.set(vid, ifindex);
+  }
+
+  private releaseVid(ifindex: number): void {
+    const v = this.vids.get(ifindex);
+    if (v === undefined) return;
+    this.vids.delete(ifindex);
+    if (this.vidOwner.get(v) === ifindex) this.vidOwner.delete(v);
+  }
+
+  /** Whether a pinned VID is free for `ifindex`: no other NIC holds it in the maps (pinned NICs are few). */
   private pinFree(vid: number, world: World, ifindex: number): boolean {
     for (const [i, v] of world.egress) if (v === vid && i !== ifindex && this.physicalMtus.has(i)) return false;
     return true;

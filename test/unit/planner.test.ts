@@ -122,6 +122,8 @@ function randomLink(r: Rng, ifindex: number): ObservedLink {
 const PROFILES = [
   { profile: 'xdp-forwarder' },
   { profile: 'xdp-forwarder', xdpMode: 'auto' },
+  // VID pins: by name pattern and by MAC, one of them an ifindex other NICs may have.
+  { profile: 'xdp-forwarder', vidPins: { 'l1*': 7, '52:54:00:00:00:05': 4090, dup0: 3 } },
   { profile: 'router-p2p', uplinkDhcp: true },
   { profile: 'router-routed' },
   { profile: 'client', clientAddresses: { '02:00:00:00:00:01': '100.64.1.1/31', '02:00:00:00:00:02': '100.64.1.2/32' } },
@@ -142,7 +144,7 @@ for (const [n, extra] of PROFILES.entries()) {
         let what = '';
         switch (r.int(12)) {
           case 0: case 1: { // a link appears (low ifindexes collide with removed ones, some above 4095)
-            const i = r.int(10) === 0 ? 4090 + r.int(10) : 1 + r.int(40);
+            const i = r.int(4) === 0 ? 4092 + r.int(8) : 1 + r.int(40); // some above 4094: they need free VIDs
             if (k.links.has(i)) break;
             k.links.set(i, randomLink(r, i));
             changed.add(i);
