@@ -169,7 +169,7 @@ export class Model {
    * What the BPF maps hold, read back (nothing announces a deleted entry):
    * differences from the model mark the links concerned. true when anything differed.
    */
-  checkMaps(routerIface: number | null, egress: ReadonlyMap<number, number>): boolean {
+  checkMaps(routerIface: number | null, egress: ReadonlyMap<number, number> | null): boolean {
     let differs = false;
     if (routerIface !== this.routerIface) {
       if (this.routerIface !== null) this.dirty.add(this.routerIface);
@@ -177,6 +177,7 @@ export class Model {
       this.routerIface = routerIface;
       differs = true;
     }
+    if (!egress) return differs;
     let egressDiffers = false;
     for (const [e, vid] of egress) if (this.egress.get(e) !== vid) { this.dirty.add(e); egressDiffers = true; }
     for (const e of this.egress.keys()) if (!egress.has(e)) { this.dirty.add(e); egressDiffers = true; }

@@ -62,7 +62,7 @@ class FakeEffects implements Effects {
     return Promise.resolve();
   }
 
-  readMaps(): { routerIface: number | null; egress: ReadonlyMap<number, number> } | null {
+  readMaps(_withVids: boolean): { routerIface: number | null; egress?: ReadonlyMap<number, number> } | null {
     return null;
   }
 
