@@ -14,7 +14,7 @@ TS_SRCS := $(shell find agent test bench -name '*.ts' 2>/dev/null)
 # Debian packages the build, the tests, the demo, the VM image and the benchmarks need.
 APT_PKGS := clang llvm libbpf-dev libbpf1 bpftool linux-libc-dev iproute2 nftables libnftables1 \
 	xdp-tools python3 qemu-system-x86 s6 busybox-static zstd procps \
-	util-linux tcpdump ethtool iputils-ping
+	util-linux tcpdump ethtool iputils-ping curl
 
 .PHONY: all build deps bpf ts native test demo vm image bench clean
 all: build
