@@ -413,6 +413,45 @@ export async function footprint(sb, subjects, opts, log) {
   return res;
 }
 
+/**
+ * Idle CPU of netagent with N links present (SPEC "Truth and repair": what has
+ * no event is verified on timers; that must stay cheap): per profile and N,
+ * start it in a fresh namespace with N links already there (xdp-forwarder:
+ * NICs and a router link; router-routed: client links), let it settle, then
+ * its process group's CPU over `seconds`, as % of one core.
+ */
+export async function idleCpu(sb, opts, log) {
+  const out = [];
+  for (const profile of ['xdp-forwarder', 'router-routed']) {
+    for (const n of opts.links) {
+      const ns = sb.netns('bid'), peers = sb.netns('bip'), pinDir = sb.bpffs(), tmp = sb.tmpdir();
+      let subj;
+      try {
+        const kind = profile === 'xdp-forwarder' ? 'physical' : 'client';
+        const lines = [];
+        if (profile === 'xdp-forwarder') lines.push(`link add name rl address 02:01:00:00:00:01 type veth peer name prl netns ${peers}`);
+        for (let i = 0; i < n; i++) lines.push(`link add name i${i} address ${macFor(kind, i + 1)} type veth peer name pi${i} netns ${peers}`);
+        const batch = join(tmp, 'links.txt');
+        writeFileSync(batch, lines.join('\n') + '\n');
+        ip(ns, '-batch', batch);
+        subj = await startSubject(sb, SUBJECTS.find((x) => x.kind === 'netagent'), { ns, pinDir, profile, tmp });
+        await sleep(opts.settleMs);
+        const c0 = groupCpuNs(subj.pid), t0 = process.hrtime.bigint();
+        await sleep(opts.seconds * 1000);
+        const pct = ((groupCpuNs(subj.pid) - c0) / Number(process.hrtime.bigint() - t0)) * 100;
+        out.push({ profile, links: n, pct });
+        log(`  netagent ${profile}, ${n} links: idle CPU ${pct.toFixed(2)}% of one core`);
+      } catch (e) {
+        out.push({ profile, links: n, pct: null, error: errMsg(e) });
+      } finally {
+        if (subj) await sb.stop(subj.child);
+        sb.dropNetns(ns); sb.dropNetns(peers); sb.dropBpffs(pinDir);
+      }
+    }
+  }
+  return out;
+}
+
 export function netagentAvailable() {
   return existsSync(join(ROOT, 'dist', 'agent', 'cli.js')) && existsSync(join(ROOT, 'build', 'bpf', 'physical.o'));
 }
