@@ -23,7 +23,7 @@
 #define MACS_LEN 12          /* dst + src: what moves when a tag is pushed or popped */
 #define VLAN_VID_MASK 0x0fff
 #define VLAN_PCP_DEI_MASK 0xf000
-#define VID_MAX 4095         /* VIDs and thus usable ifindexes are 1..4095 */
+#define VID_MAX 4095         /* 12-bit VIDs: link_stats has a slot per VID; the agent gives NICs 1..4094 (agent/core/vid.ts) */
 
 /*
  * Counter indexes into xdp_stats (global, per reason). Append only: the agent

@@ -15,11 +15,10 @@ import type { Config } from '../config.js';
 import { classifyMac, nameMatches, parseMac, type MacClass } from './mac.js';
 import { decodeInterVm, decodeRoutedClient } from './addr.js';
 import { formatCidr4, formatIp4, parseCidr4, peer31 } from './ipv4.js';
-import { isVid, pinFor, VID_FIRST, VID_LAST } from './vid.js';
-import { MAX_VLAN_IFINDEX, type LinkState, type ProfileName, type Role, type XdpMode, type XdpProgram } from './vocab.js';
+import { isVid, pickVid, pinFor } from './vid.js';
+import type { LinkState, ProfileName, Role, XdpMode, XdpProgram } from './vocab.js';
 
 export type { LinkState, Role, XdpProgram } from './vocab.js';
-export { MAX_VLAN_IFINDEX } from './vocab.js';
 
 /** A link as the kernel reports it (the subset the rules need). */
 export interface ObservedLink {
@@ -507,7 +506,7 @@ export class Planner {
    * the VID the maps hold for it (stable while it exists, across restarts)
    * unless a pin reserves it for another; the others, in ifindex order, get
    * their pin if free, else their ifindex, else the highest free VID
-   * (core/vid.ts has the same rules for one NIC). A function of the world
+   * (core/vid.ts pickVid: the rules for one NIC). A function of the world
    * and the NICs, so incremental and fresh planning agree; but only the NICs
    * that changed, those whose VID is not in the maps yet, and pinned ones are
    * looked at, so a hotplug costs the same with 1400 NICs as with 2.
@@ -533,11 +532,9 @@ export class Planner {
       else pending.push(i);
     }
     pending.sort((x, y) => x - y);
-    const usable = (v: number) => isVid(v) && !this.vidOwner.has(v) && !this.reservedVids.has(v);
     for (const i of pending) {
-      const pin = this.intrinsics.get(i)!.vidPin;
-      let vid: number | null = pin !== null && isVid(pin) && !this.vidOwner.has(pin) ? pin : usable(i) ? i : null;
-      for (let v = VID_LAST; vid === null && v >= VID_FIRST; v--) if (usable(v)) vid = v;
+      // A pending NIC has no VID of its own in the maps to keep (that was the pass above).
+      const vid = pickVid({ ifindex: i, pin: this.intrinsics.get(i)!.vidPin }, (v) => this.vidOwner.get(v), this.reservedVids)?.vid ?? null;
       const had = this.vidErrors.has(i);
       if (vid !== null) {
         this.assignVid(i, vid);

@@ -77,26 +77,40 @@ export function pinFor(nic: VidNic, pins: VidPins): { key: string; vid: number }
 }
 
 /**
+ * The rules for one NIC, given who holds what: its pin if free, else the
+ * VID it has (current) if usable, else its ifindex, else the highest free
+ * VID; a usable VID is 1..4094, not held by another NIC, not reserved by a
+ * pin. `holder(vid)` names the other NIC holding a VID (undefined: free).
+ * The planner calls this with its reverse index (O(1) per question);
+ * chooseVid() below is the same from a plain map.
+ */
+export function pickVid(
+  nic: { ifindex: number; current?: number | undefined; pin: number | null },
+  holder: (vid: number) => number | undefined,
+  reserved: ReadonlySet<number>,
+): VidChoice | null {
+  let pinConflict: VidChoice['pinConflict'];
+  if (nic.pin !== null && isVid(nic.pin)) {
+    const h = holder(nic.pin);
+    if (h === undefined) return { vid: nic.pin, why: 'pin' };
+    pinConflict = { vid: nic.pin, heldBy: h };
+  }
+  const usable = (v: number | undefined): v is number => v !== undefined && isVid(v) && holder(v) === undefined && !reserved.has(v);
+  const withConflict = (c: VidChoice): VidChoice => (pinConflict ? { ...c, pinConflict } : c);
+  if (usable(nic.current)) return withConflict({ vid: nic.current, why: 'kept' });
+  if (usable(nic.ifindex)) return withConflict({ vid: nic.ifindex, why: 'ifindex' });
+  for (let v = VID_LAST; v >= VID_FIRST; v--) if (usable(v)) return withConflict({ vid: v, why: 'free' });
+  return null;
+}
+
+/**
  * The VID `nic` should have, given `assigned` (ifindex -> VID as the maps
  * hold it now; the NIC's own entry, if any, is its current VID) and the
- * config pins. Deterministic; see the rules at the top of this file.
+ * config pins. Deterministic; the rules are pickVid's.
  */
 export function chooseVid(nic: VidNic, assigned: ReadonlyMap<number, number>, pins: VidPins = {}): VidChoice | null {
   const held = new Map<number, number>(); // VID -> ifindex, other NICs only
   for (const [ifindex, vid] of assigned) if (ifindex !== nic.ifindex) held.set(vid, ifindex);
   const reserved = new Set(Object.values(pins).filter(isVid));
-  const pin = pinFor(nic, pins);
-  let pinConflict: VidChoice['pinConflict'];
-  if (pin && isVid(pin.vid)) {
-    const holder = held.get(pin.vid);
-    if (holder === undefined) return { vid: pin.vid, why: 'pin' };
-    pinConflict = { vid: pin.vid, heldBy: holder };
-  }
-  const usable = (v: number | undefined): v is number => v !== undefined && isVid(v) && !held.has(v) && !reserved.has(v);
-  const withConflict = (c: VidChoice): VidChoice => (pinConflict ? { ...c, pinConflict } : c);
-  const current = assigned.get(nic.ifindex);
-  if (usable(current)) return withConflict({ vid: current, why: 'kept' });
-  if (usable(nic.ifindex)) return withConflict({ vid: nic.ifindex, why: 'ifindex' });
-  for (let v = VID_LAST; v >= VID_FIRST; v--) if (usable(v)) return withConflict({ vid: v, why: 'free' });
-  return null;
+  return pickVid({ ifindex: nic.ifindex, current: assigned.get(nic.ifindex), pin: pinFor(nic, pins)?.vid ?? null }, (v) => held.get(v), reserved);
 }

@@ -25,9 +25,4 @@ export type Role = 'router-link' | 'physical' | 'inter-vm' | 'client-link' | 'lo
 /** Where a link stands: as wanted, still being configured, refused or failed, or left alone. */
 export type LinkState = 'configured' | 'pending' | 'failed' | 'ignored';
 
-/**
- * The forwarder tags each frame with its ingress ifindex as the VLAN ID (12
- * bits), so only links with ifindex 1..MAX_VLAN_IFINDEX can be forwarded.
- * Must equal VID_MAX in bpf/common.h, which the physical program enforces.
- */
-export const MAX_VLAN_IFINDEX = 4095;
+// VLAN IDs (1..4094, any ifindex) are core/vid.ts's: VID_FIRST, VID_LAST.
