@@ -12,7 +12,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
 import type { Config } from '../config.js';
-import { Planner, type Action, type LinkPlan, type LinkState, type Plan } from '../core/plan.js';
+import { Planner, linkState, type Action, type LinkPlan, type LinkState, type Plan } from '../core/plan.js';
 import { backoff } from '../core/backoff.js';
 import type { Model, ActionResult, Snapshot } from './model.js';
 
@@ -379,19 +379,21 @@ export class Reconciler extends EventEmitter {
     }
   }
 
+  /** The state (core/plan.ts linkState: the one rule) and why, from the plan, failures and what is outstanding. */
   private stateOf(lp: LinkPlan, phase: 'planned' | 'applied'): { state: LinkState; why: string } {
-    if (lp.ignored) return { state: 'ignored', why: lp.note ?? 'not ours to configure' };
-    if (lp.error !== null) return { state: 'failed', why: lp.error };
-    const f = this.failures.get(lp.ifindex);
-    if (f) return { state: 'failed', why: `${f.action}: ${f.error} (attempt ${f.attempts}; retrying with backoff)` };
     // The router link is not configured until router_iface names it.
     const routerIfaceDue = lp.want.xdp === 'router' && this.model.router !== lp.ifindex;
-    const gf = routerIfaceDue ? this.globalFailures.get('router-iface') : undefined;
-    if (gf) return { state: 'failed', why: `${gf.action}: ${gf.error} (attempt ${gf.attempts}; retrying with backoff)` };
-    const outstanding = [...(this.inFlight.get(lp.ifindex) ?? this.plan?.actions.get(lp.ifindex) ?? []).map(describe)];
+    const f = this.failures.get(lp.ifindex) ?? (routerIfaceDue ? this.globalFailures.get('router-iface') : undefined);
+    const failure = f ? `${f.action}: ${f.error} (attempt ${f.attempts}; retrying with backoff)` : null;
+    const outstanding = (this.inFlight.get(lp.ifindex) ?? this.plan?.actions.get(lp.ifindex) ?? []).map(describe);
     if (routerIfaceDue) outstanding.push(`router_iface ${lp.ifindex}`);
-    if (outstanding.length) return { state: 'pending', why: `${phase === 'planned' ? 'applying' : 'to do'}: ${outstanding.join(', ')}` };
-    return { state: 'configured', why: describeWant(lp) };
+    const state = linkState(lp, outstanding.length, failure);
+    switch (state) {
+      case 'ignored': return { state, why: lp.note ?? 'not ours to configure' };
+      case 'failed': return { state, why: lp.error ?? failure! };
+      case 'pending': return { state, why: `${phase === 'planned' ? 'applying' : 'to do'}: ${outstanding.join(', ')}` };
+      case 'configured': return { state, why: describeWant(lp) };
+    }
   }
 
   private transition(t: Transition): void {
