@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Sandbox, ownNetns, ip, ipJson, run, inNs, ROOT } from '../lib/sandbox.js';
+import { Sandbox, ownNetns, ip, ipJson, run, inNs, ROOT, succeeds } from '../lib/sandbox.js';
 import { AgentProc, sleep } from '../lib/agent.js';
 
 await ownNetns(import.meta.url);
@@ -17,14 +17,7 @@ const machineResolvConf = readFileSync('/etc/resolv.conf', 'utf8');
 const sb = new Sandbox();
 const tmp = sb.tempDir('netagent-sec-');
 
-const ok = (argv: string[]): boolean => {
-  try {
-    run(argv[0]!, argv.slice(1), { timeout: 10_000 });
-    return true;
-  } catch {
-    return false;
-  }
-};
+const ok = (argv: string[]): boolean => succeeds(argv, 10_000);
 const ping = (ns: string, to: string, from?: string) => ok(inNs(ns, ['ping', '-c', '1', '-W', '1', '-q', ...(from ? ['-I', from] : []), to]));
 const until = async (what: string, cond: () => boolean, ms = 15_000): Promise<void> => {
   const t0 = Date.now();

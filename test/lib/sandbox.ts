@@ -36,6 +36,16 @@ export function run(cmd: string, args: string[], opts: { input?: string; timeout
   }
 }
 
+/** Whether a command exits 0 (within timeoutMs): for checks that something is refused or gets through. */
+export function succeeds(argv: string[], timeoutMs = 10_000): boolean {
+  try {
+    run(argv[0]!, argv.slice(1), { timeout: timeoutMs });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** `ip` inside a namespace (or the root namespace when ns is null). */
 export function ip(ns: string | null, ...args: string[]): string {
   return run('ip', ns ? ['-n', ns, ...args] : args);

@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ping, sleep, vmSuite, type VmNic } from '../lib/vm.js';
-import { inNs, ip, run } from '../lib/sandbox.js';
+import { inNs, ip, run, succeeds } from '../lib/sandbox.js';
 
 const UPLINK = '52:54:00:12:34:11';
 const RESOLVER = '198.18.0.53';
@@ -35,14 +35,7 @@ const suite = vmSuite({ nics, profile: 'router-p2p', name: 'router-security' }, 
 });
 const { guarded } = suite;
 
-const ok = (argv: string[]): boolean => {
-  try {
-    run(argv[0]!, argv.slice(1), { timeout: 15_000 });
-    return true;
-  } catch {
-    return false;
-  }
-};
+const ok = (argv: string[]): boolean => succeeds(argv, 15_000);
 /** The guest's per-client counter set `name`, element of the link with this MAC: packets. */
 const guestCounter = async (set: string, mac: string): Promise<number> => {
   const links = JSON.parse(await suite.vm.sh('ip -j link show')) as Array<{ ifname: string; address: string }>;
