@@ -1,5 +1,6 @@
 // netagent's command line: `run` (the daemon), `status` (ask it), `events`
 // (watch it change links, live), `log` (read its log), help, version.
+import { dirname, join } from 'node:path';
 import { makeLogger } from './log.js';
 import { DEFAULT_PATHS, ConfigError, type Paths } from './config.js';
 import { VERSION } from './version.js';
@@ -16,7 +17,7 @@ interface CommandHelp {
 /** Every command's help, in the order `netagent --help` lists them. */
 const COMMANDS: Record<string, CommandHelp> = {
   run: {
-    usage: 'netagent run [--config FILE] [--socket PATH] [--bpf-dir DIR] [--pin-dir DIR] [--notify-fd N]',
+    usage: 'netagent run [--config FILE] [--socket PATH] [--state FILE] [--bpf-dir DIR] [--pin-dir DIR] [--notify-fd N]',
     summary: 'Run the daemon in the foreground.',
     details: `Watch links, configure them per the profile, load the XDP forwarder.
 Logs JSON lines (pino) to stdout; \`netagent log\` reads them back.
@@ -27,6 +28,7 @@ what it finds.`,
     options: [
       ['--config FILE', `config file (default ${DEFAULT_PATHS.config}; optional: without it, profile xdp-forwarder)`],
       ['--socket PATH', `control socket to answer \`status\` on (default ${DEFAULT_PATHS.socket})`],
+      ['--state FILE', `what netagent changed on links, to undo when they stop being ours (default: state.json beside the socket, ${DEFAULT_PATHS.state})`],
       ['--bpf-dir DIR', `the compiled XDP programs (default ${DEFAULT_PATHS.bpfDir})`],
       ['--pin-dir DIR', `where programs and maps are pinned (default ${DEFAULT_PATHS.pinDir})`],
       ['--notify-fd N', 'write a newline on fd N once coldplug is done (s6 readiness); NOTIFY_FD in the environment works the same'],
@@ -160,11 +162,13 @@ function fdArg(v: string | undefined, from: string): number | null {
 }
 
 async function cmdRun(argv: string[]): Promise<number> {
-  const { flags, rest } = parseArgs(argv, ['config', 'socket', 'bpf-dir', 'pin-dir', 'notify-fd'], []);
+  const { flags, rest } = parseArgs(argv, ['config', 'socket', 'state', 'bpf-dir', 'pin-dir', 'notify-fd'], []);
   if (rest.length) throw new UsageError(`run takes no arguments (got ${rest.join(' ')})`);
+  const socket = (flags.get('socket') as string) ?? DEFAULT_PATHS.socket;
   const paths: Paths = {
     config: (flags.get('config') as string) ?? DEFAULT_PATHS.config,
-    socket: (flags.get('socket') as string) ?? DEFAULT_PATHS.socket,
+    socket,
+    state: (flags.get('state') as string) ?? join(dirname(socket), 'state.json'),
     bpfDir: (flags.get('bpf-dir') as string) ?? DEFAULT_PATHS.bpfDir,
     pinDir: (flags.get('pin-dir') as string) ?? DEFAULT_PATHS.pinDir,
   };

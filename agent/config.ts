@@ -72,6 +72,8 @@ export interface Config {
 export interface Paths {
   config: string;
   socket: string;
+  /** What netagent changed on links (daemon/ledger.ts): in /run, so it outlives a restart and not a reboot. */
+  state: string;
   bpfDir: string;
   pinDir: string;
 }
@@ -87,6 +89,7 @@ function defaultBpfDir(): string {
 export const DEFAULT_PATHS: Paths = {
   config: '/etc/netagent/config.json',
   socket: '/run/netagent/control.sock',
+  state: '/run/netagent/state.json',
   get bpfDir() { return defaultBpfDir(); },
   pinDir: '/sys/fs/bpf',
 };

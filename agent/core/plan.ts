@@ -42,6 +42,17 @@ export interface RouteLite {
   dst: string; // CIDR, canonical
   oif: number;
   gateway: string | null;
+  /** rtm_protocol, for routes read from the kernel (ours: routeProtocol, or a former one). */
+  proto?: number;
+}
+
+/** A link's values before netagent first changed them (absent: never changed); see daemon/ledger.ts. */
+export interface Originals {
+  up?: boolean;
+  promisc?: boolean;
+  mtu?: number;
+  /** rx-vlan-offload was on before we turned it off. */
+  rxVlanOffload?: boolean;
 }
 
 /** The XDP program attached to a link, as libbpf reports it. */
@@ -67,6 +78,10 @@ export interface World {
   vlanOffloadOff: ReadonlySet<number>;
   /** Links whose driver refused native XDP (xdpMode auto then keeps every forwarder link in skb). */
   nativeRefused: ReadonlySet<number>;
+  /** What we changed on each link, as it was before (restored when the link stops being ours to set). */
+  originals: ReadonlyMap<number, Originals>;
+  /** Route protocols of earlier configs: addresses and routes carrying one are ours too (re-tagged or removed). */
+  formerProtocols: ReadonlySet<number>;
 }
 
 export interface Want {
@@ -95,13 +110,19 @@ export interface LinkPlan {
 }
 
 export type Action =
-  | { kind: 'link'; ifindex: number; name: string; up?: boolean; promisc?: boolean; mtu?: number }
+  /**
+   * was: the values it replaces, as planned against (noted in daemon/ledger.ts
+   * when acknowledged, unless noted already); restore: puts those back.
+   */
+  | { kind: 'link'; ifindex: number; name: string; up?: boolean; promisc?: boolean; mtu?: number; was?: Originals; restore?: true }
   | { kind: 'addr-add' | 'addr-del'; ifindex: number; name: string; cidr: string }
   | { kind: 'route-add' | 'route-del'; ifindex: number; name: string; route: RouteLite }
   /** mode: the one every forwarder link shares; fallback: skb if the driver refuses native (xdpMode auto). */
   | { kind: 'xdp-attach'; ifindex: number; name: string; program: XdpProgram; mode: XdpMode; fallback: boolean }
   | { kind: 'xdp-detach'; ifindex: number; name: string }
   | { kind: 'vlan-offload-off'; ifindex: number; name: string }
+  /** rx-vlan-offload back on: it was on before we turned it off, and the NIC no longer carries `physical`. */
+  | { kind: 'vlan-offload-restore'; ifindex: number; name: string }
   /** The NIC's VLAN ID, both ways (nic_vid for `physical`, router_egress for `router`, which is the allowlist). */
   | { kind: 'egress-allow'; ifindex: number; name: string; vid: number }
   | { kind: 'egress-deny'; ifindex: number; name: string }
@@ -600,9 +621,6 @@ export class Planner {
       }
     }
     if (error !== null) want = NOTHING;
-    // The link router_iface still names was our router link, and we made it
-    // promiscuous; if it is no longer (profile switch, a MAC change), undo that.
-    if (world.routerIface === ifindex && this.routerLink !== ifindex && want.promisc === null) want = { ...want, promisc: false };
     const ignored = i.c.ignoredWhy !== null;
     return {
       ifindex,
@@ -665,6 +683,9 @@ export class Planner {
     } else if (x && x.program !== null) {
       acts.push({ kind: 'xdp-detach', ifindex, name });
     }
+    // What we changed and no longer set goes back to what it was (daemon/ledger.ts).
+    const o = world.originals.get(ifindex);
+    if (w.xdp !== 'physical' && o?.rxVlanOffload !== undefined) acts.push({ kind: 'vlan-offload-restore', ifindex, name });
 
     // The allowlist entry only once `physical` is attached (an attach that
     // fails stops the link's actions there), so the router can never send out
@@ -676,32 +697,59 @@ export class Planner {
     // Promiscuous mode, then the MTU in a request of its own: a link that
     // refuses the MTU (a router link under a host-given MTU) still gets the
     // rest, and only frames too large for it suffer.
-    if (w.promisc !== null && link.promisc !== w.promisc) acts.push({ kind: 'link', ifindex, name, promisc: w.promisc });
-    if (w.mtu !== null && link.mtu !== w.mtu) acts.push({ kind: 'link', ifindex, name, mtu: w.mtu });
+    // A value we no longer set is restored once (the restore's ACK forgets the
+    // original, so a later change by someone else is left alone).
+    if (w.promisc !== null) {
+      if (link.promisc !== w.promisc) acts.push({ kind: 'link', ifindex, name, promisc: w.promisc, was: { promisc: link.promisc } });
+    } else if (o?.promisc !== undefined) {
+      acts.push({ kind: 'link', ifindex, name, promisc: o.promisc, restore: true });
+    } else if (world.routerIface === ifindex && this.routerLink !== ifindex && link.promisc) {
+      // router_iface still names it: it was our router link and we made it
+      // promiscuous, but what it was before is not known (an older agent): off.
+      acts.push({ kind: 'link', ifindex, name, promisc: false, restore: true });
+    }
+    if (w.mtu !== null) {
+      if (link.mtu !== w.mtu) acts.push({ kind: 'link', ifindex, name, mtu: w.mtu, was: { mtu: link.mtu } });
+    } else if (o?.mtu !== undefined) {
+      acts.push({ kind: 'link', ifindex, name, mtu: o.mtu, restore: true });
+    }
 
     // Addresses: add what is missing; remove ours (by IFA_PROTO) that are no longer wanted.
     // Both sides are canonical strings (the codec formats, the rules format), so they compare as text.
+    // One of ours that carries an earlier routeProtocol is re-tagged (an add
+    // that replaces it: the address never goes away, nor the routes through it).
+    const cur = this.config.routeProtocol;
+    const former = world.formerProtocols;
     const have = world.addrs.get(ifindex) ?? [];
     for (const a of w.addresses) {
-      if (!have.some((h) => h.cidr === a)) acts.push({ kind: 'addr-add', ifindex, name, cidr: a });
+      const h = have.find((x) => x.cidr === a);
+      if (!h || (h.proto !== cur && former.has(h.proto))) acts.push({ kind: 'addr-add', ifindex, name, cidr: a });
     }
     for (const h of have) {
-      if (h.proto === this.config.routeProtocol && !w.addresses.includes(h.cidr)) acts.push({ kind: 'addr-del', ifindex, name, cidr: h.cidr });
+      if ((h.proto === cur || former.has(h.proto)) && !w.addresses.includes(h.cidr)) acts.push({ kind: 'addr-del', ifindex, name, cidr: h.cidr });
     }
 
     // Up once XDP, flags and addresses are in place, so traffic starts on a configured link;
     // but before routes: the kernel refuses a route through a link that is down (ENETDOWN).
-    if (w.up !== null && link.up !== w.up) acts.push({ kind: 'link', ifindex, name, up: w.up });
+    if (w.up !== null) {
+      if (link.up !== w.up) acts.push({ kind: 'link', ifindex, name, up: w.up, was: { up: link.up } });
+    } else if (o?.up !== undefined) {
+      acts.push({ kind: 'link', ifindex, name, up: o.up, restore: true });
+    }
 
     // Routes: the same rule, routes of ours are recognised by their protocol
     // number. Stale ones of ours go first: adds are exclusive (never replacing
     // a route someone else put there), so ours must not be in the way.
+    // One that carries an earlier routeProtocol is deleted and added again
+    // with the current one (two routes to one destination cannot coexist;
+    // both requests go out together).
     const mine = world.routes.get(ifindex) ?? [];
+    const current = (m: RouteLite) => (m.proto ?? cur) === cur;
     for (const m of mine) {
-      if (!w.routes.some((r) => sameRoute(m, r))) acts.push({ kind: 'route-del', ifindex, name, route: m });
+      if (!current(m) || !w.routes.some((r) => sameRoute(m, r))) acts.push({ kind: 'route-del', ifindex, name, route: m });
     }
     for (const r of w.routes) {
-      if (!mine.some((m) => sameRoute(m, r))) acts.push({ kind: 'route-add', ifindex, name, route: r });
+      if (!mine.some((m) => current(m) && sameRoute(m, r))) acts.push({ kind: 'route-add', ifindex, name, route: r });
     }
     return acts;
   }

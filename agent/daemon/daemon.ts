@@ -11,6 +11,7 @@ import { Rtnl, RtnlEvents, type AddrMsg, type LinkMsg, type RouteMsg } from '../
 import { ControlServer, type StatusReport } from '../status.js';
 import { VERSION } from '../version.js';
 import { Model } from './model.js';
+import { Ledger } from './ledger.js';
 import { Reconciler, errText } from './reconciler.js';
 import { KernelEffects } from './effects.js';
 import { buildReport } from './report.js';
@@ -60,7 +61,7 @@ export class Daemon {
     await this.control.listen();
     this.rtnl = Rtnl.open({ timeoutMs: config.requestTimeoutMs, log: this.log });
     this.effects = new KernelEffects(config, paths, this.rtnl, this.log, (ms) => this.reconciler.armRetry(ms));
-    this.model = new Model(config.routeProtocol, (id) => this.effects.identify(id));
+    this.model = new Model(config.routeProtocol, (id) => this.effects.identify(id), new Ledger(paths.state, config.routeProtocol, this.log));
     this.effects.model = this.model;
     this.reconciler = new Reconciler(this.model, this.effects, config, this.log);
 
@@ -158,7 +159,7 @@ export class Daemon {
     this.applyLogLevel();
     this.effects.setConfig(next);
     if (prev.eventBufferBytes !== next.eventBufferBytes) this.log.warn('eventBufferBytes changes take effect at the next start');
-    // Routes and addresses tagged with the old number are no longer recognised as ours (left in place).
+    // What carries the old number stays ours until it is re-tagged or removed.
     if (prev.routeProtocol !== next.routeProtocol) this.model.setRouteProtocol(next.routeProtocol);
     if (prev.resyncIntervalMs !== next.resyncIntervalMs) this.armResync();
     this.log.info({ profile: next.profile, xdpMode: next.xdpMode, why }, 'config reloaded; reconciling');
@@ -204,6 +205,7 @@ export class Daemon {
       this.effects.detachAll(ours);
     }
     await this.effects?.close();
+    this.model?.ledger.flush();
     this.rtnl?.close();
     await this.control?.close();
     this.log.info({ detached: !!this.config?.detachOnExit }, 'netagent stopped');

@@ -13,7 +13,7 @@ import { Forwarder, type LinkCounters, type XdpState } from '../bpf/forwarder.js
 import { BpfError } from '../bpf/errors.js';
 import { RouterFirewall } from '../nft.js';
 import { DhcpSupervisor } from '../dhcp.js';
-import { EthtoolError, setRxVlanOffload } from '../ethtool.js';
+import { EthtoolError, rxVlanOffload, setRxVlanOffload } from '../ethtool.js';
 import { ResolvConf, clientNameServers } from '../resolvconf.js';
 import type { Effects } from './reconciler.js';
 import { errText } from './reconciler.js';
@@ -115,7 +115,8 @@ export class KernelEffects implements Effects {
       }
       case 'route-del': {
         const r = a.route;
-        return ignoring(['ESRCH', 'ENODEV'], this.rtnl.deleteRoute({ dst: r.dst, oif: r.oif, ...(r.gateway ? { gateway: r.gateway } : {}), protocol: this.config.routeProtocol }));
+        // With the number it carries (an earlier routeProtocol's, when re-tagging).
+        return ignoring(['ESRCH', 'ENODEV'], this.rtnl.deleteRoute({ dst: r.dst, oif: r.oif, ...(r.gateway ? { gateway: r.gateway } : {}), protocol: r.proto ?? this.config.routeProtocol }));
       }
       // libbpf: synchronous; a failure throws here, before anything after it is started.
       case 'xdp-attach': {
@@ -155,19 +156,32 @@ export class KernelEffects implements Effects {
           },
         );
       }
-      case 'vlan-offload-off':
+      case 'vlan-offload-off': {
+        let was: boolean | null = null;
         try {
+          // What it was is noted (daemon/ledger.ts), to be put back when the NIC stops carrying `physical`.
+          was = rxVlanOffload(a.name);
           setRxVlanOffload(a.name, false);
-          return Promise.resolve();
+          return Promise.resolve({ kind: 'offload', was });
         } catch (e) {
           if (e instanceof EthtoolError && (e.reason === 'fixed' || e.reason === 'refused')) {
             // Untagged LANs still work: a warning on the link, not a failure.
             this.log.warn({ link: a.name, err: e.message }, `${a.name}: rx-vlan-offload stays on`);
-            return Promise.resolve({ kind: 'warning', warning: e.message });
+            return Promise.resolve({ kind: 'offload', was: null, warning: e.message });
           }
           if (e instanceof EthtoolError && e.code === 'ENODEV') return Promise.reject(Object.assign(new Error(e.message), { code: 'ENODEV' }));
           throw e;
         }
+      }
+      case 'vlan-offload-restore':
+        try {
+          setRxVlanOffload(a.name, true);
+        } catch (e) {
+          if (e instanceof EthtoolError && e.code === 'ENODEV') return Promise.reject(Object.assign(new Error(e.message), { code: 'ENODEV' }));
+          // Not ours to insist on: the NIC is no longer ours to set.
+          this.log.warn({ link: a.name, err: errText(e) }, `${a.name}: could not turn rx-vlan-offload back on`);
+        }
+        return Promise.resolve();
       case 'xdp-detach': this.need().detach({ ifindex: a.ifindex, name: a.name }); return Promise.resolve();
       case 'egress-allow': this.need().setNicVid(a.ifindex, a.vid); return Promise.resolve();
       case 'egress-deny': this.need().clearNic(a.ifindex); return Promise.resolve();

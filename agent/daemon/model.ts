@@ -6,6 +6,7 @@
 import type { LinkMsg, AddrMsg, RouteMsg } from '../netlink/rtnl.js';
 import type { Action, ObservedAddr, ObservedLink, ObservedXdp, RouteLite, World, XdpProgram } from '../core/plan.js';
 import { sameRoute } from '../core/plan.js';
+import { Ledger } from './ledger.js';
 
 /** What a full dump brings: the whole model at once. */
 export interface Snapshot {
@@ -24,6 +25,8 @@ export type ActionResult =
   | { kind: 'xdp'; id: number; mode: 'skb' | 'native'; program: XdpProgram; fellBack?: boolean }
   /** Done as far as the driver allows: what it would not do, for status. */
   | { kind: 'warning'; warning: string }
+  /** rx-vlan-offload turned off: whether it was on before (null: the NIC has no such feature). */
+  | { kind: 'offload'; was: boolean | null; warning?: string }
   | void;
 
 /** How long an acknowledged change waits for its echo before events are believed again. */
@@ -57,17 +60,34 @@ export class Model {
    * @param routeProtocol the protocol number that marks routes as ours
    * @param identify which of our programs an id is; undefined when it cannot be told yet
    */
-  constructor(private routeProtocol: number, private readonly identify: (id: number) => XdpProgram | null | undefined) {}
+  constructor(
+    private routeProtocol: number,
+    private readonly identify: (id: number) => XdpProgram | null | undefined,
+    /** What we changed and must undo, and earlier route protocols (in memory only unless given a file). */
+    readonly ledger: Ledger = new Ledger(null, routeProtocol),
+  ) {}
 
-  /** A config reload changed the number marking our routes; the re-dump that follows re-reads them. */
+  /**
+   * A config reload changed the number marking our routes. The old number
+   * stays ours (a former one) until nothing carries it: the planner re-tags
+   * or removes what does. The re-dump that follows reads them.
+   */
   setRouteProtocol(n: number): void {
+    this.ledger.setProtocol(n);
     this.routeProtocol = n;
+  }
+
+  private ours(proto: number): boolean {
+    return proto === this.routeProtocol || this.ledger.formerProtocols().has(proto);
   }
 
   // ------------------------------------------------------------ reading
 
   world(): World {
-    return { links: this.observed, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress, vlanOffloadOff: this.vlanOffloadOff, nativeRefused: this.nativeRefused };
+    return {
+      links: this.observed, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress,
+      vlanOffloadOff: this.vlanOffloadOff, nativeRefused: this.nativeRefused, originals: this.ledger.originals(), formerProtocols: this.ledger.formerProtocols(),
+    };
   }
 
   link(ifindex: number): LinkMsg | undefined {
@@ -139,8 +159,8 @@ export class Model {
   }
 
   onRoute(type: 'new' | 'del', r: RouteMsg): void {
-    if (r.family !== 4 || r.protocol !== this.routeProtocol || r.oif === null || r.table !== 254) return;
-    const lite: RouteLite = { dst: `${r.dst}/${r.dstLen}`, oif: r.oif, gateway: r.gateway };
+    if (r.family !== 4 || !this.ours(r.protocol) || r.oif === null || r.table !== 254) return;
+    const lite: RouteLite = { dst: `${r.dst}/${r.dstLen}`, oif: r.oif, gateway: r.gateway, proto: r.protocol };
     if (type === 'new') this.addRoute(lite);
     else this.deleteRoute(lite);
   }
@@ -162,6 +182,13 @@ export class Model {
       for (const e of this.egress.keys()) this.dirty.add(e);
       this.egress = new Map(s.egress);
       for (const e of this.egress.keys()) this.dirty.add(e);
+    }
+    this.ledger.keepOnly((i) => this.links.has(i));
+    // A former route protocol nothing carries any more is forgotten (it may
+    // be a person's own number one day).
+    for (const p of [...this.ledger.formerProtocols()]) {
+      const carried = [...this.addrs.values()].some((l) => l.some((a) => a.proto === p)) || [...this.routes.values()].some((l) => l.some((r) => r.proto === p));
+      if (!carried) this.ledger.dropFormer(p);
     }
   }
 
@@ -204,6 +231,10 @@ export class Model {
         if (a.up !== undefined) next.up = a.up;
         if (a.promisc !== undefined) next.promisc = a.promisc;
         if (a.mtu !== undefined) next.mtu = a.mtu;
+        // What it replaced is noted from the plan (our own event echo may
+        // already have updated the model by now).
+        if (a.restore) this.ledger.release(a.ifindex, (['up', 'promisc', 'mtu'] as const).filter((k) => a[k] !== undefined));
+        else if (a.was) this.ledger.record(a.ifindex, a.was);
         this.expect(a.ifindex, { ...(a.up !== undefined ? { up: a.up } : {}), ...(a.promisc !== undefined ? { promisc: a.promisc } : {}), ...(a.mtu !== undefined ? { mtu: a.mtu } : {}) });
         this.setLink(next);
         return;
@@ -217,7 +248,7 @@ export class Model {
         this.dirty.add(a.ifindex);
         return;
       case 'route-add':
-        this.addRoute(a.route);
+        this.addRoute({ ...a.route, proto: this.routeProtocol });
         return;
       case 'route-del':
         this.deleteRoute(a.route);
@@ -243,8 +274,15 @@ export class Model {
         return;
       case 'vlan-offload-off':
         this.vlanOffloadOff.add(a.ifindex);
-        if (result && result.kind === 'warning') this.vlanNotes.set(a.ifindex, result.warning);
+        if (result && result.kind === 'offload' && result.was) this.ledger.record(a.ifindex, { rxVlanOffload: true });
+        if (result && (result.kind === 'warning' || result.kind === 'offload') && result.warning) this.vlanNotes.set(a.ifindex, result.warning);
         else this.vlanNotes.delete(a.ifindex);
+        this.dirty.add(a.ifindex);
+        return;
+      case 'vlan-offload-restore':
+        this.vlanOffloadOff.delete(a.ifindex);
+        this.vlanNotes.delete(a.ifindex);
+        this.ledger.release(a.ifindex, ['rxVlanOffload']);
         this.dirty.add(a.ifindex);
         return;
       case 'egress-allow':
@@ -326,6 +364,7 @@ export class Model {
     this.vlanOffloadOff.delete(ifindex);
     this.vlanNotes.delete(ifindex);
     this.nativeRefused.delete(ifindex);
+    this.ledger.forget(ifindex);
     // The allowlist entry stays until we delete it (a global action for links that are gone).
     this.addrs.delete(ifindex);
     this.xdp.delete(ifindex);

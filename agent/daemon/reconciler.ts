@@ -446,7 +446,7 @@ export function errText(e: unknown): string {
 /** One action in a few words, for logs and status. */
 export function describe(a: Action): string {
   switch (a.kind) {
-    case 'link': return `set${a.up !== undefined ? (a.up ? ' up' : ' down') : ''}${a.promisc !== undefined ? ` promisc ${a.promisc ? 'on' : 'off'}` : ''}${a.mtu !== undefined ? ` mtu ${a.mtu}` : ''}`;
+    case 'link': return `${a.restore ? 'restore' : 'set'}${a.up !== undefined ? (a.up ? ' up' : ' down') : ''}${a.promisc !== undefined ? ` promisc ${a.promisc ? 'on' : 'off'}` : ''}${a.mtu !== undefined ? ` mtu ${a.mtu}` : ''}`;
     case 'addr-add': return `add ${a.cidr}`;
     case 'addr-del': return `del ${a.cidr}`;
     case 'route-add': return `route ${a.route.dst}${a.route.gateway ? ` via ${a.route.gateway}` : ''}`;
@@ -454,6 +454,7 @@ export function describe(a: Action): string {
     case 'xdp-attach': return `attach ${a.program}`;
     case 'xdp-detach': return 'detach xdp';
     case 'vlan-offload-off': return 'rx-vlan-offload off';
+    case 'vlan-offload-restore': return 'restore rx-vlan-offload on';
     case 'egress-allow': return `VID ${a.vid}`;
     case 'egress-deny': return 'deny egress';
     case 'router-iface': return `router_iface ${a.ifindex ?? 'cleared'}`;

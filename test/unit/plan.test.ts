@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseConfig, type Config } from '../../agent/config.js';
-import { plan, linkState, type ObservedLink, type World, type ObservedAddr, type RouteLite, type ObservedXdp, type Action } from '../../agent/core/plan.js';
+import { plan, linkState, type ObservedLink, type World, type ObservedAddr, type RouteLite, type ObservedXdp, type Action, type Originals } from '../../agent/core/plan.js';
 
 function cfg(extra: Record<string, unknown> = {}): Config {
   const r = parseConfig(extra);
@@ -22,7 +22,7 @@ function byOif(routes: RouteLite[]): Map<number, RouteLite[]> {
 }
 
 /** A world; rx-vlan-offload counts as already off on every link unless given. */
-function world(links: ObservedLink[], extra: Partial<{ addrs: Map<number, ObservedAddr[]>; routes: RouteLite[]; xdp: Map<number, ObservedXdp>; routerIface: number | null; egress: Set<number>; vlanOffloadOff: Set<number> }> = {}): World {
+function world(links: ObservedLink[], extra: Partial<{ addrs: Map<number, ObservedAddr[]>; routes: RouteLite[]; xdp: Map<number, ObservedXdp>; routerIface: number | null; egress: Set<number>; vlanOffloadOff: Set<number>; originals: Map<number, Originals>; formerProtocols: Set<number> }> = {}): World {
   return {
     links: new Map(links.map((l) => [l.ifindex, l])),
     addrs: extra.addrs ?? new Map(),
@@ -33,6 +33,8 @@ function world(links: ObservedLink[], extra: Partial<{ addrs: Map<number, Observ
 
     vlanOffloadOff: extra.vlanOffloadOff ?? new Set(links.map((l) => l.ifindex)),
     nativeRefused: new Set(),
+    originals: extra.originals ?? new Map(),
+    formerProtocols: extra.formerProtocols ?? new Set(),
   };
 }
 
@@ -250,6 +252,45 @@ test('profile switch: xdp-forwarder state is undone under router-p2p', () => {
   assert.equal(all, ['egress-deny', 'link', 'router-iface', 'xdp-detach', 'xdp-detach']);
   const promisc = [...p.actions.values()].flat().find((a) => a.kind === 'link');
   assert.equal(promisc && 'promisc' in promisc && [promisc.ifindex, promisc.promisc], [2, false], 'the ex-router link leaves promiscuous mode');
+});
+
+test('profile switch: what we changed goes back to what it was (up, MTU, promiscuous mode, rx-vlan-offload), once', () => {
+  // xdp-forwarder had raised the router link's MTU, made it promiscuous and
+  // brought both up; it had turned rx-vlan-offload off on the NIC.
+  const rl = link('02:01:00:00:00:01', { ifindex: 2, up: true, promisc: true, mtu: 9004 });
+  const phys = link('52:54:00:00:00:10', { ifindex: 3, up: true, mtu: 9000 });
+  const originals = new Map<number, Originals>([[2, { up: false, promisc: false, mtu: 1500 }], [3, { up: false, rxVlanOffload: true }]]);
+  const xdp = new Map<number, ObservedXdp>([[2, { id: 1, mode: 'skb', program: 'router' }], [3, { id: 2, mode: 'skb', program: 'physical' }]]);
+  // client: neither link is used: both go back to how a fresh start leaves them (down, their MTU, offload on).
+  const c = plan(cfg({ profile: 'client' }), world([rl, phys], { xdp, routerIface: 2, egress: new Set([3]), originals }));
+  assert.equal(kinds(c.actions.get(2)), ['xdp-detach', 'link:promisc', 'link:mtu=1500', 'link:up=false']);
+  assert.equal(kinds(c.actions.get(3)), ['xdp-detach', 'vlan-offload-restore', 'egress-deny', 'link:up=false']);
+  assert.ok([...c.actions.values()].flat().every((a) => a.kind !== 'link' || a.restore), 'restores are marked as such (the ledger forgets, not notes)');
+  // router-routed: the 02:01 link is a client link there (up and addressed): only MTU and promiscuous mode go back.
+  const r = plan(cfg({ profile: 'router-routed' }), world([rl, phys], { xdp, routerIface: 2, egress: new Set([3]), originals }));
+  assert.equal(kinds(r.actions.get(2)), ['xdp-detach', 'link:promisc', 'link:mtu=1500', 'addr-add', 'route-add']);
+  // Once restored (the ledger forgot them), nothing more: a later change by someone else is not ours to undo.
+  const done = plan(cfg({ profile: 'client' }), world([{ ...rl, up: true, mtu: 1500, promisc: false }, { ...phys, up: true }], { routerIface: null }));
+  assert.equal(kinds(done.actions.get(2)), []);
+  assert.equal(kinds(done.actions.get(3)), []);
+  // A change of ours notes what it replaces.
+  const fresh = plan(cfg(), world([link('02:01:00:00:00:01', { ifindex: 2, mtu: 1500 }), link('52:54:00:00:00:10', { ifindex: 3, mtu: 9000 })]));
+  const mtu = fresh.actions.get(2)!.find((a) => a.kind === 'link' && a.mtu !== undefined);
+  assert.equal(mtu && mtu.kind === 'link' && [mtu.mtu, mtu.was], [9004, { mtu: 1500 }]);
+});
+
+test('routeProtocol changed: what carries the old number is re-tagged or removed; other numbers are left alone', () => {
+  const l = link('02:01:00:00:01:07', { ifindex: 2, up: true });
+  const addrs = new Map<number, ObservedAddr[]>([[2, [{ cidr: '169.254.0.1/32', proto: 77 }, { cidr: '10.1.1.1/32', proto: 77 }, { cidr: '10.2.2.2/32', proto: 78 }]]]);
+  const routes: RouteLite[] = [{ dst: '100.64.1.7/32', oif: 2, gateway: null, proto: 77 }, { dst: '10.9.0.0/16', oif: 2, gateway: null, proto: 77 }];
+  const p = plan(cfg({ profile: 'router-routed', routeProtocol: 199 }), world([l], { addrs, routes, formerProtocols: new Set([77]) }));
+  const acts = p.actions.get(2)!.map((a) => (a.kind === 'addr-add' || a.kind === 'addr-del' ? `${a.kind} ${a.cidr}` : a.kind === 'route-add' || a.kind === 'route-del' ? `${a.kind} ${a.route.dst}` : a.kind));
+  assert.equal(acts, ['addr-add 169.254.0.1/32', 'addr-del 10.1.1.1/32', 'route-del 100.64.1.7/32', 'route-del 10.9.0.0/16', 'route-add 100.64.1.7/32']);
+  const del = p.actions.get(2)!.find((a) => a.kind === 'route-del');
+  assert.is(del && del.kind === 'route-del' && del.route.proto, 77, 'deleted with the number it carries');
+  // Without 77 among the former numbers, nothing of it is ours.
+  const q = plan(cfg({ profile: 'router-routed', routeProtocol: 199 }), world([l], { addrs, routes: [] }));
+  assert.equal(q.actions.get(2)!.map((a) => a.kind), ['route-add']);
 });
 
 test('random worlds never throw and every action names a link', () => {

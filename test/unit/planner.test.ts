@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseConfig, type Config } from '../../agent/config.js';
-import { Planner, plan, type Action, type ObservedAddr, type ObservedLink, type ObservedXdp, type Plan, type RouteLite, type World } from '../../agent/core/plan.js';
+import { Planner, plan, type Action, type ObservedAddr, type ObservedLink, type ObservedXdp, type Originals, type Plan, type RouteLite, type World } from '../../agent/core/plan.js';
 
 function cfg(extra: Record<string, unknown>): Config {
   const r = parseConfig(extra);
@@ -36,9 +36,19 @@ class FakeKernel {
   egress = new Map<number, number>(); // ifindex -> VID, one NIC per VID as in the maps
   vlanOff = new Set<number>();
   refused = new Set<number>();
+  /** What the ledger holds: values of ours to restore (kept as daemon/ledger.ts does). */
+  originals = new Map<number, Originals>();
+  former = new Set<number>();
 
   world(): World {
-    return { links: this.links, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress, vlanOffloadOff: this.vlanOff, nativeRefused: this.refused };
+    return { links: this.links, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress, vlanOffloadOff: this.vlanOff, nativeRefused: this.refused, originals: this.originals, formerProtocols: this.former };
+  }
+
+  private note(i: number, f: (o: Originals) => Originals): void {
+    const o = f({ ...this.originals.get(i) });
+    this.originals = new Map(this.originals);
+    if (Object.keys(o).length) this.originals.set(i, o);
+    else this.originals.delete(i);
   }
 
   removeLink(i: number): void {
@@ -48,6 +58,7 @@ class FakeKernel {
     this.xdp.delete(i);
     this.vlanOff = new Set([...this.vlanOff].filter((x) => x !== i));
     this.refused = new Set([...this.refused].filter((x) => x !== i));
+    this.note(i, () => ({}));
   }
 
   /** A VID names one NIC: setting it takes it from whoever had it. */
@@ -63,15 +74,19 @@ class FakeKernel {
       case 'link': {
         const l = this.links.get(i!);
         if (l) this.links.set(i!, { ...l, ...(a.up !== undefined ? { up: a.up } : {}), ...(a.promisc !== undefined ? { promisc: a.promisc } : {}), ...(a.mtu !== undefined ? { mtu: a.mtu } : {}) });
+        const fields = (['up', 'promisc', 'mtu'] as const).filter((f) => a[f] !== undefined);
+        if (a.restore) this.note(i!, (o) => { for (const f of fields) delete o[f]; return o; });
+        else if (a.was) this.note(i!, (o) => ({ ...a.was, ...o }));
         return;
       }
       case 'addr-add': this.addrs.set(i!, [...(this.addrs.get(i!) ?? []).filter((x) => x.cidr !== a.cidr), { cidr: a.cidr, proto: protocol }]); return;
       case 'addr-del': this.addrs.set(i!, (this.addrs.get(i!) ?? []).filter((x) => x.cidr !== a.cidr)); return;
-      case 'route-add': this.routes.set(i!, [...(this.routes.get(i!) ?? []), a.route]); return;
+      case 'route-add': this.routes.set(i!, [...(this.routes.get(i!) ?? []), { ...a.route, proto: protocol }]); return;
       case 'route-del': this.routes.set(i!, (this.routes.get(i!) ?? []).filter((r) => r !== a.route && !(r.dst === a.route.dst && r.gateway === a.route.gateway))); return;
       case 'xdp-attach': this.xdp.set(i!, { id: 100 + (a.program === 'router' ? 1 : 0), mode: a.mode, program: a.program }); return;
       case 'xdp-detach': this.xdp.delete(i!); return;
-      case 'vlan-offload-off': this.vlanOff = new Set([...this.vlanOff, i!]); return;
+      case 'vlan-offload-off': this.vlanOff = new Set([...this.vlanOff, i!]); this.note(i!, (o) => ({ rxVlanOffload: true, ...o })); return;
+      case 'vlan-offload-restore': this.vlanOff = new Set([...this.vlanOff].filter((x) => x !== i)); this.note(i!, (o) => { delete o.rxVlanOffload; return o; }); return;
       case 'egress-allow': this.setVid(i!, a.vid); return;
       case 'egress-deny': this.egress = new Map([...this.egress].filter(([x]) => x !== i)); return;
       case 'router-iface': this.routerIface = a.ifindex; return;
@@ -135,6 +150,8 @@ for (const [n, extra] of PROFILES.entries()) {
     for (let run = 0; run < 12; run++) {
       const r = new Rng(1000 * n + run + 1);
       const k = new FakeKernel();
+      // Every other run, an earlier config's route protocol (77) is still carried by some addresses and routes.
+      if (run % 2) k.former = new Set([77]);
       const planner = new Planner(config);
       let p = planner.update(k.world(), null);
       for (let step = 0; step < 250; step++) {
@@ -166,7 +183,7 @@ for (const [n, extra] of PROFILES.entries()) {
             const i = some(); if (i === null) break;
             const cidr = r.pick(['100.64.0.2/31', '169.254.0.1/32', '192.0.2.1/24', '100.64.1.1/31']);
             const list = (k.addrs.get(i) ?? []).filter((a) => a.cidr !== cidr);
-            if (r.int(2)) list.push({ cidr, proto: r.pick([config.routeProtocol, 0]) });
+            if (r.int(2)) list.push({ cidr, proto: r.pick([config.routeProtocol, 0, 77]) });
             k.addrs.set(i, list);
             changed.add(i);
             what = `addr ${i} ${cidr}`;
@@ -174,7 +191,7 @@ for (const [n, extra] of PROFILES.entries()) {
           }
           case 5: { // a route of ours appears or goes (the kernel flushed it)
             const i = some(); if (i === null) break;
-            const route = { dst: r.pick(['100.64.0.1/32', '0.0.0.0/0', '10.0.0.0/8']), oif: i, gateway: r.int(2) ? null : '100.64.1.0' };
+            const route = { dst: r.pick(['100.64.0.1/32', '0.0.0.0/0', '10.0.0.0/8']), oif: i, gateway: r.int(2) ? null : '100.64.1.0', proto: r.pick([config.routeProtocol, 77]) };
             const list = k.routes.get(i) ?? [];
             k.routes.set(i, r.int(2) ? [...list, route] : []);
             changed.add(i);

@@ -1,0 +1,181 @@
+// What netagent changed that the kernel does not mark as ours, so that it can
+// be undone. Addresses and routes carry our protocol number and programs are
+// ours by name; but a link's up/down, MTU, promiscuous mode and
+// rx-vlan-offload are plain values. When a link stops being ours to set (a
+// profile switch, a MAC change, a link that fails its plan), each value we
+// changed goes back to what it was before our first change: the link is then
+// as a fresh start with the new config leaves it.
+//
+// Also the protocol numbers that marked our routes and addresses under
+// earlier configs, so that a changed `routeProtocol` re-tags or removes what
+// carries the old number instead of orphaning it.
+//
+// Kept in a small file next to the control socket (/run: it outlives an agent
+// restart, which must still know what to undo, and not a reboot, after which
+// there is nothing to undo). Written after each change, coalesced per tick.
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import type { Logger } from '../log.js';
+
+import type { Originals } from '../core/plan.js';
+
+export type OriginalField = keyof Originals;
+
+interface File {
+  version: 1;
+  /** The routeProtocol in force when this was written. */
+  protocol: number;
+  /** Earlier routeProtocols that something in the kernel may still carry. */
+  former: number[];
+  links: Record<string, Originals>;
+}
+
+const FIELDS: readonly OriginalField[] = ['up', 'promisc', 'mtu', 'rxVlanOffload'];
+
+export class Ledger {
+  private readonly links = new Map<number, Originals>();
+  private readonly former = new Set<number>();
+  private protocol: number;
+  private writePending = false;
+  private lastWriteError: string | null = null;
+
+  /** @param path the file (null: kept in memory only, as in unit tests) */
+  constructor(private readonly path: string | null, routeProtocol: number, private readonly log?: Logger) {
+    this.protocol = routeProtocol;
+    if (path) this.load(path, routeProtocol);
+  }
+
+  originals(): ReadonlyMap<number, Originals> {
+    return this.links;
+  }
+
+  /** Earlier route protocols: what carries one of them is ours too (to re-tag or remove). */
+  formerProtocols(): ReadonlySet<number> {
+    return this.former;
+  }
+
+  /** Why the ledger could not be written (status shows it: an agent restart would not know what to undo). */
+  get problem(): string | null {
+    return this.lastWriteError;
+  }
+
+  /** Notes the values a change of ours replaces, for the fields not noted yet. true when anything was new. */
+  record(ifindex: number, before: Originals): boolean {
+    const o = this.links.get(ifindex) ?? {};
+    let added = false;
+    for (const k of FIELDS) {
+      if (before[k] === undefined || o[k] !== undefined) continue;
+      (o as Record<string, unknown>)[k] = before[k];
+      added = true;
+    }
+    if (!added) return false;
+    this.links.set(ifindex, o);
+    this.save();
+    return true;
+  }
+
+  /** The values were put back (or are ours no longer to restore). */
+  release(ifindex: number, fields: readonly OriginalField[]): void {
+    const o = this.links.get(ifindex);
+    if (!o) return;
+    let removed = false;
+    for (const k of fields) {
+      if (o[k] === undefined) continue;
+      delete o[k];
+      removed = true;
+    }
+    if (!removed) return;
+    if (!Object.keys(o).length) this.links.delete(ifindex);
+    this.save();
+  }
+
+  /** The link is gone: nothing of it to undo. */
+  forget(ifindex: number): void {
+    if (this.links.delete(ifindex)) this.save();
+  }
+
+  /** After a full dump: records of links that no longer exist go. */
+  keepOnly(present: (ifindex: number) => boolean): void {
+    let removed = false;
+    for (const i of [...this.links.keys()]) {
+      if (present(i)) continue;
+      this.links.delete(i);
+      removed = true;
+    }
+    if (removed) this.save();
+  }
+
+  /** A config reload changed routeProtocol: the old number becomes a former one. */
+  setProtocol(n: number): void {
+    if (n === this.protocol) return;
+    this.former.add(this.protocol);
+    this.former.delete(n);
+    this.protocol = n;
+    this.save();
+  }
+
+  /** Nothing in the kernel carries this former number any more. */
+  dropFormer(n: number): void {
+    if (this.former.delete(n)) this.save();
+  }
+
+  private load(path: string, routeProtocol: number): void {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch {
+      return; // first start since boot: nothing to undo
+    }
+    try {
+      const f = JSON.parse(text) as Partial<File>;
+      if (f.version !== 1) throw new Error(`version ${String(f.version)}, expected 1`);
+      for (const [k, v] of Object.entries(f.links ?? {})) {
+        const ifindex = Number(k);
+        if (!Number.isInteger(ifindex) || ifindex <= 0 || typeof v !== 'object' || v === null) continue;
+        const o: Originals = {};
+        if (typeof v.up === 'boolean') o.up = v.up;
+        if (typeof v.promisc === 'boolean') o.promisc = v.promisc;
+        if (Number.isInteger(v.mtu) && v.mtu! > 0) o.mtu = v.mtu;
+        if (typeof v.rxVlanOffload === 'boolean') o.rxVlanOffload = v.rxVlanOffload;
+        if (Object.keys(o).length) this.links.set(ifindex, o);
+      }
+      const protos = [...(Array.isArray(f.former) ? f.former : []), f.protocol];
+      for (const p of protos) if (Number.isInteger(p) && p! > 0 && p! < 256 && p !== routeProtocol) this.former.add(p!);
+    } catch (e) {
+      // A damaged file is not a reason to stop: what it held is lost (the
+      // links keep the values we set until something else changes them).
+      this.log?.warn({ path, err: (e as Error).message }, 'the ledger of what netagent changed is unreadable; starting a new one (values set by an earlier run will not be restored)');
+    }
+  }
+
+  private save(): void {
+    if (!this.path || this.writePending) return;
+    this.writePending = true;
+    setImmediate(() => {
+      this.writePending = false;
+      this.write();
+    });
+  }
+
+  private write(): void {
+    const path = this.path!;
+    const f: File = { version: 1, protocol: this.protocol, former: [...this.former].sort((a, b) => a - b), links: Object.fromEntries([...this.links].sort((a, b) => a[0] - b[0])) };
+    const tmp = `${path}.tmp`;
+    try {
+      writeFileSync(tmp, `${JSON.stringify(f)}\n`, { mode: 0o600 });
+      renameSync(tmp, path);
+      if (this.lastWriteError) this.log?.info({ path }, 'the ledger is written again');
+      this.lastWriteError = null;
+    } catch (e) {
+      const err = `could not write ${path}: ${(e as Error).message}; after an agent restart, values netagent changed (MTU, up, promiscuous mode, rx-vlan-offload) would not be restored when a link stops being ours: check that the directory exists and is writable`;
+      if (err !== this.lastWriteError) this.log?.error({ path }, err);
+      this.lastWriteError = err;
+    }
+  }
+
+  /** Writes now (at exit: a pending write must not be lost). */
+  flush(): void {
+    if (!this.writePending || !this.path) return;
+    this.writePending = false;
+    this.write();
+  }
+}
