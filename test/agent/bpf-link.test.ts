@@ -62,9 +62,8 @@ const allowlisted = (idx: number): number | null => {
   const vid = nicVid.get(idx);
   return vid !== undefined && egress.get(vid) === idx ? vid : null;
 };
-/** Neither map names the NIC, in any direction. */
-const notInAllowlist = (idx: number): string | null => {
-  const { nicVid, egress } = allowlist();
+/** Neither map names the NIC, in any direction (null), else the entry that does. */
+const notInAllowlist = (idx: number, { nicVid, egress } = allowlist()): string | null => {
   if (nicVid.has(idx)) return `nic_vid[${idx}] = ${nicVid.get(idx)}`;
   for (const [vid, to] of egress) if (to === idx) return `router_egress[${vid}] = ${idx}`;
   return null;
@@ -119,6 +118,7 @@ test('coldplug: the held NICs are failed with the bpf_link hint and not allowlis
     assert.match(err, /detach it \(bpftool link detach id N\)/, err);
     assert.match(err, new RegExp(`add ${name} to ignoreInterfaces`), err);
     assert.match(err, /retrying with backoff/, err);
+    console.log(`    ${name} (${h.kernelMode} bpf_link): ${err}`);
     assert.is(i.xdp, null, 'the status shows no program of ours');
     assert.is(i.traffic, null, 'no VID, so no counters');
     // The kernel: the other tool's program is still there, on its link.
@@ -152,12 +152,13 @@ test('while held: retry after retry fails the same way, the held NICs never ente
   const first = Math.min(...held.map((h) => attemptOf(agent.iface(h.veth.a)!.error)));
   assert.ok(first >= 1, 'an attempt count in the error');
   // Watch the maps (and the hooks) through at least two more retries.
+  const idxOf = Object.fromEntries(held.map((h) => [h.veth.a, ifindex(h.veth.a)]));
   const t0 = Date.now();
   let polls = 0;
   for (;;) {
+    const maps = allowlist();
     for (const h of held) {
-      const idx = ifindex(h.veth.a);
-      const bad = notInAllowlist(idx);
+      const bad = notInAllowlist(idxOf[h.veth.a]!, maps);
       assert.is(bad, null, `${h.veth.a} must not be allowlisted while held, found ${bad}`);
       assert.is(xdpOn(h.veth.a)?.name, 'other_tool');
     }
