@@ -10,6 +10,9 @@
 // Two NICs are held: one by a link made as bpf_program__attach_xdp makes it
 // (no mode flag: native on a veth, while the agent wants skb), one by a link
 // in skb mode (the very hook the agent wants).
+// Not run by default (NETAGENT_TEST_TAKEOVER=1): a NIC taken by a bpf_link
+// while the agent was down keeps the allowlist entry of the earlier run; the
+// fix is the planner's (see that test).
 // What counts is the kernel: `ip -d link`, bpftool on the links and on the
 // agent's pinned maps, frames crossing; the status is checked against it.
 import { test } from 'uvu';
@@ -33,7 +36,7 @@ const heldB = sb.veth(null, lanB, { macA: '52:54:00:0b:00:03' });
 const rlink = sb.veth(null, rtr, { macA: '02:01:00:00:00:01' });
 const pinA = `${theirs}/held-a`;
 const pinB = `${theirs}/held-b`;
-const agent = new AgentProc(sb, null, pins);
+let agent = new AgentProc(sb, null, pins);
 agent.writeConfig({ profile: 'xdp-forwarder' }); // defaults otherwise: xdpMode skb, resync 60 s
 
 // ---- the kernel's view
@@ -246,6 +249,45 @@ test('released (A: the tool is gone, its pin removed; B: detached as the error s
   assert.equal(down[1], [], 'nothing in the other LAN');
   const up = await exchange(sb, { ns: lanA, ifname: heldA.b }, 'ffffffffffff02aaaaaaaa01' + payload, [{ ns: rtr, ifname: rlink.b }]);
   assert.ok(up[0]!.some((f) => f.startsWith(`ffffffffffff02aaaaaaaa018100${hex4(vidA)}` + payload)), `tagged ${vidA} at the router: ${up[0]}`);
+});
+
+// Runs only with NETAGENT_TEST_TAKEOVER=1: it fails as of this commit, and the fix is the planner's (agent/core/plan.ts
+// diff(), being edited elsewhere). A NIC whose entry an earlier run (or ours,
+// before another tool took the hook) left in the maps keeps it while the attach
+// fails: diff() only removes an entry when the NIC has no VID, and an attach that
+// fails stops the batch before anything else. The fix: when the xdp-attach of
+// `physical` is planned and `physical` is not what is on the NIC (x?.program !==
+// 'physical') while world.egress has it, an egress-deny goes before the
+// attach, and the egress-allow after it is planned even though the VID matches.
+// (test/unit/plan.test.ts's "someone else's, is replaced" and "VID 7 kept"
+// expect the entry to stay and need the same update.) Tried with that change:
+// this test passes: drop the condition then. (Not test.skip: test/run.mjs
+// counts uvu's Skipped as part of its Total, which it is not.)
+if (process.env.NETAGENT_TEST_TAKEOVER === '1') test('restart: a NIC taken by a bpf_link while the agent was down (its entry from before still there) is taken out of the allowlist, and recovers when released', async () => {
+  const idxA = ifindex(heldA.a);
+  assert.ok(allowlisted(idxA), 'allowlisted before');
+  assert.is(await agent.stop('SIGTERM'), 0);
+  // Meanwhile someone puts another tool on the NIC: ours off, theirs on through a bpf_link.
+  ip(null, 'link', 'set', 'dev', heldA.a, 'xdpgeneric', 'off');
+  holdXdp(idxA, pinA, 'default');
+  assert.is(xdpOn(heldA.a)?.name, 'other_tool');
+  assert.ok(allowlisted(idxA), 'the entry of the earlier run is still in the maps');
+  agent = new AgentProc(sb, null, pins, { dir: agent.dir });
+  await agent.start();
+  await agent.waitFor((s) => iface(s, heldA.a).state === 'failed', 'taken NIC failed', 10_000);
+  assert.match(agent.iface(heldA.a)!.error ?? '', new RegExp(`a bpf_link holds the XDP hook of ${heldA.a}\\b`));
+  const t0 = Date.now();
+  while (notInAllowlist(idxA) !== null) {
+    if (Date.now() - t0 > 10_000) assert.unreachable(`${heldA.a} is failed, another tool's program on it, and still allowlisted: ${notInAllowlist(idxA)}`);
+    await sleep(100);
+  }
+  for (const n of [ok.a, heldB.a]) assert.is(agent.iface(n)!.state, 'configured', n);
+  rmSync(pinA);
+  await agent.waitFor((s) => iface(s, heldA.a).state === 'configured', 'taken NIC configured after release', 65_000);
+  // This run loaded a physical of its own (the other NICs keep the one they had, adopted): the status and the kernel agree on it.
+  const k = xdpOn(heldA.a);
+  assert.equal(k && [k.name, k.mode, k.id], ['physical', 'skb', agent.iface(heldA.a)!.xdp?.id]);
+  assert.ok(allowlisted(idxA), `${heldA.a} allowlisted again`);
 });
 
 test.after(async () => {
