@@ -273,7 +273,14 @@ export class Forwarder {
     const otherMode: XdpMode = mode === 'native' ? 'skb' : 'native';
     if (otherId) {
       // Native and generic cannot coexist: remove the other one, but only if it is still that program.
-      this.withProgFd(otherId, (oldFd) => bpf.xdpDetach(link, modeFlag(otherMode), oldFd ?? undefined));
+      // A bpf_link holding it refuses (EBUSY, as for an attach): say so, as an attach would.
+      try {
+        this.withProgFd(otherId, (oldFd) => bpf.xdpDetach(link, modeFlag(otherMode), oldFd ?? undefined));
+      } catch (e) {
+        if (!(e instanceof BpfError)) throw e;
+        const hint = ['EBUSY', 'EEXIST', 'ENODEV', 'EPERM'].includes(e.code) ? attachHint(otherMode, e.code, link.name) : undefined;
+        throw new BpfError(e.call, e.errno, { link, detail: `(program ${otherId} in ${otherMode} mode, in the way of ${program} in ${mode} mode)`, hint: hint ?? e.hint });
+      }
       this.log.info({ link: link.name, id: otherId, mode: otherMode }, 'detached xdp program in the other mode');
     }
     const flags = modeFlag(mode);
