@@ -76,6 +76,8 @@ export interface World {
   egress: ReadonlyMap<number, number>;
   /** NICs whose rx-vlan-offload we turned off (or found that it cannot be). Nothing announces a change. */
   vlanOffloadOff: ReadonlySet<number>;
+  /** NICs on which someone turned rx-vlan-offload back on (the kernel's FEATURE CHANGE event, then a look): off again. */
+  vlanOffloadOn: ReadonlySet<number>;
   /** Links whose driver refused native XDP (xdpMode auto then keeps every forwarder link in skb). */
   nativeRefused: ReadonlySet<number>;
   /** What we changed on each link, as it was before (restored when the link stops being ours to set). */
@@ -673,7 +675,13 @@ export class Planner {
     // A NIC that already carries our `physical` (an agent restart adopting
     // it) had it turned off before that attach: nothing to redo.
     const x = world.xdp.get(ifindex);
-    if (w.xdp === 'physical' && !world.vlanOffloadOff.has(ifindex) && x?.program !== 'physical') acts.push({ kind: 'vlan-offload-off', ifindex, name });
+    if (w.xdp === 'physical' && (world.vlanOffloadOn.has(ifindex) || (!world.vlanOffloadOff.has(ifindex) && x?.program !== 'physical'))) acts.push({ kind: 'vlan-offload-off', ifindex, name });
+
+    // A NIC that is to carry `physical` but does not (another tool took it
+    // while we were away, or it never got it) loses its allowlist entry
+    // before anything else: the router must not send out of it meanwhile.
+    const unattached = egress && x?.program !== 'physical';
+    if (unattached && world.egress.has(ifindex)) acts.push({ kind: 'egress-deny', ifindex, name });
 
     // XDP: attach ours where wanted (replacing anything else), detach ours where not.
     if (w.xdp) {
@@ -691,7 +699,7 @@ export class Planner {
     // fails stops the link's actions there), so the router can never send out
     // of a NIC we do not forward for. A stale entry goes.
     const vid = egress ? this.vids.get(ifindex) : undefined;
-    if (vid !== undefined && world.egress.get(ifindex) !== vid) acts.push({ kind: 'egress-allow', ifindex, name, vid });
+    if (vid !== undefined && (unattached || world.egress.get(ifindex) !== vid)) acts.push({ kind: 'egress-allow', ifindex, name, vid });
     if (vid === undefined && world.egress.has(ifindex)) acts.push({ kind: 'egress-deny', ifindex, name });
 
     // Promiscuous mode, then the MTU in a request of its own: a link that

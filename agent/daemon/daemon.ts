@@ -70,6 +70,12 @@ export class Daemon {
     const m = this.model;
     this.events.on('link', (ev: { type: 'new' | 'del'; link: LinkMsg }) => this.reconciler.event(() => {
       const what = m.onLink(ev.type, ev.link);
+      // `ethtool -K` announces only that some feature changed: one look at a NIC whose tag stripping we turned off.
+      const l = ev.link;
+      if (what === 'changed' && l.featuresChanged && m.offloadWatched(l.ifindex) && this.effects.offloadIsOn(l.name)) {
+        this.log.warn({ link: l.name }, `${l.name}: rx-vlan-offload was turned back on (ethtool -K); turning it off again`);
+        m.offloadTurnedOn(l.ifindex);
+      }
       if (what === 'appeared') this.log.debug({ link: ev.link.name, ifindex: ev.link.ifindex, mac: ev.link.mac }, 'link appeared');
     }));
     this.events.on('addr', (ev: { type: 'new' | 'del'; addr: AddrMsg }) => this.reconciler.event(() => m.onAddr(ev.type, ev.addr)));

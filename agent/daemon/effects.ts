@@ -189,6 +189,15 @@ export class KernelEffects implements Effects {
     }
   }
 
+  /** Whether the NIC strips VLAN tags now (false when it cannot be told: the link is gone). */
+  offloadIsOn(name: string): boolean {
+    try {
+      return rxVlanOffload(name) === true;
+    } catch {
+      return false;
+    }
+  }
+
   readMaps(withVids: boolean): { routerIface: number | null; egress?: ReadonlyMap<number, number> } | null {
     const f = this.forwarder;
     if (!f) return null;

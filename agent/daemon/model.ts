@@ -48,6 +48,7 @@ export class Model {
   private routerIface: number | null = null;
   private egress = new Map<number, number>();
   private readonly vlanOffloadOff = new Set<number>();
+  private readonly vlanOffloadOn = new Set<number>();
   private readonly nativeRefused = new Set<number>();
   /** What the NIC's driver said when rx-vlan-offload could not be turned off, per link. */
   private readonly vlanNotes = new Map<number, string>();
@@ -86,7 +87,7 @@ export class Model {
   world(): World {
     return {
       links: this.observed, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress,
-      vlanOffloadOff: this.vlanOffloadOff, nativeRefused: this.nativeRefused, originals: this.ledger.originals(), formerProtocols: this.ledger.formerProtocols(),
+      vlanOffloadOff: this.vlanOffloadOff, vlanOffloadOn: this.vlanOffloadOn, nativeRefused: this.nativeRefused, originals: this.ledger.originals(), formerProtocols: this.ledger.formerProtocols(),
     };
   }
 
@@ -213,6 +214,18 @@ export class Model {
     return differs;
   }
 
+  /** Whether rx-vlan-offload on this NIC is ours (we turned it off): a FEATURE CHANGE event on it is worth a look. */
+  offloadWatched(ifindex: number): boolean {
+    return this.vlanOffloadOff.has(ifindex) && !this.vlanNotes.has(ifindex);
+  }
+
+  /** Someone turned rx-vlan-offload back on (ethtool -K): the planner turns it off again. */
+  offloadTurnedOn(ifindex: number): void {
+    this.vlanOffloadOff.delete(ifindex);
+    this.vlanOffloadOn.add(ifindex);
+    this.dirty.add(ifindex);
+  }
+
   /** The forwarder (re)opened: program names can be told now; re-read them. */
   forgetProgramNames(): void {
     this.programs.clear();
@@ -274,6 +287,7 @@ export class Model {
         return;
       case 'vlan-offload-off':
         this.vlanOffloadOff.add(a.ifindex);
+        this.vlanOffloadOn.delete(a.ifindex);
         if (result && result.kind === 'offload' && result.was) this.ledger.record(a.ifindex, { rxVlanOffload: true });
         if (result && (result.kind === 'warning' || result.kind === 'offload') && result.warning) this.vlanNotes.set(a.ifindex, result.warning);
         else this.vlanNotes.delete(a.ifindex);
@@ -281,6 +295,7 @@ export class Model {
         return;
       case 'vlan-offload-restore':
         this.vlanOffloadOff.delete(a.ifindex);
+        this.vlanOffloadOn.delete(a.ifindex);
         this.vlanNotes.delete(a.ifindex);
         this.ledger.release(a.ifindex, ['rxVlanOffload']);
         this.dirty.add(a.ifindex);
@@ -362,6 +377,7 @@ export class Model {
     this.observed.delete(ifindex);
     this.expected.delete(ifindex);
     this.vlanOffloadOff.delete(ifindex);
+    this.vlanOffloadOn.delete(ifindex);
     this.vlanNotes.delete(ifindex);
     this.nativeRefused.delete(ifindex);
     this.ledger.forget(ifindex);

@@ -389,7 +389,8 @@ export class Reconciler extends EventEmitter {
     if (routerIfaceDue) outstanding.push(`router_iface ${lp.ifindex}`);
     const state = linkState(lp, outstanding.length, failure);
     switch (state) {
-      case 'ignored': return { state, why: lp.note ?? 'not ours to configure' };
+      // Not ours to configure, but what we changed on it is put back: a restore that fails says so.
+      case 'ignored': return { state, why: `${lp.note ?? 'not ours to configure'}${failure ? `; ${failure}` : ''}` };
       case 'failed': return { state, why: lp.error ?? failure! };
       case 'pending': return { state, why: `${phase === 'planned' ? 'applying' : 'to do'}: ${outstanding.join(', ')}` };
       case 'configured': return { state, why: describeWant(lp) };

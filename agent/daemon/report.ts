@@ -58,6 +58,7 @@ export function buildReport(s: ReportSources): StatusReport {
     s.effects.firewall.lastError,
     s.effects.resolvConf.lastError,
     s.configProblem,
+    s.model.ledger.problem,
     ...s.reconciler.errors(),
   ].filter((x): x is string => !!x);
   const firstLink = s.reconciler.linkProblems()[0];

@@ -39,6 +39,8 @@ export interface LinkMsg {
   master: number | null;
   /** progId: the program (single mode), or the first of native/skb/hw in multi mode; per-mode ids, 0 when none. */
   xdp: { attached: XdpAttached; progId: number; skbProgId: number; drvProgId: number; hwProgId: number };
+  /** Sent because the link's features changed (IFLA_EVENT_FEATURES: `ethtool -K`); the message does not say which. */
+  featuresChanged?: true;
 }
 export type XdpAttached = 'none' | 'skb' | 'native' | 'hw' | 'multi';
 
@@ -329,6 +331,7 @@ export function decodeLink(p: Buffer): Result<LinkMsg> {
     master: u32(a.get(C.IFLA_MASTER)),
     xdp,
     family,
+    ...(u32(a.get(C.IFLA_EVENT)) === C.IFLA_EVENT_FEATURES ? { featuresChanged: true as const } : {}),
   });
 }
 

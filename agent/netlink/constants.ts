@@ -94,6 +94,9 @@ export const IFLA_OPERSTATE = 16;
 export const IFLA_LINKINFO = 18;
 export const IFLA_EXT_MASK = 29;
 export const IFLA_XDP = 43;
+/** Why an RTM_NEWLINK was sent (u32); IFLA_EVENT_FEATURES: the features changed (ethtool -K). */
+export const IFLA_EVENT = 44;
+export const IFLA_EVENT_FEATURES = 2;
 
 export const IFLA_INFO_KIND = 1;
 export const IFLA_INFO_DATA = 2;

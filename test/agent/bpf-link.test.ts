@@ -10,9 +10,8 @@
 // Two NICs are held: one by a link made as bpf_program__attach_xdp makes it
 // (no mode flag: native on a veth, while the agent wants skb), one by a link
 // in skb mode (the very hook the agent wants).
-// Not run by default (NETAGENT_TEST_TAKEOVER=1): a NIC taken by a bpf_link
-// while the agent was down keeps the allowlist entry of the earlier run; the
-// fix is the planner's (see that test).
+// - a NIC taken by a bpf_link while the agent was down loses the allowlist
+//   entry the earlier run left, and gets it back once released.
 // What counts is the kernel: `ip -d link`, bpftool on the links and on the
 // agent's pinned maps, frames crossing; the status is checked against it.
 import { test } from 'uvu';
@@ -251,19 +250,10 @@ test('released (A: the tool is gone, its pin removed; B: detached as the error s
   assert.ok(up[0]!.some((f) => f.startsWith(`ffffffffffff02aaaaaaaa018100${hex4(vidA)}` + payload)), `tagged ${vidA} at the router: ${up[0]}`);
 });
 
-// Runs only with NETAGENT_TEST_TAKEOVER=1: it fails as of this commit, and the fix is the planner's (agent/core/plan.ts
-// diff(), being edited elsewhere). A NIC whose entry an earlier run (or ours,
-// before another tool took the hook) left in the maps keeps it while the attach
-// fails: diff() only removes an entry when the NIC has no VID, and an attach that
-// fails stops the batch before anything else. The fix: when the xdp-attach of
-// `physical` is planned and `physical` is not what is on the NIC (x?.program !==
-// 'physical') while world.egress has it, an egress-deny goes before the
-// attach, and the egress-allow after it is planned even though the VID matches.
-// (test/unit/plan.test.ts's "someone else's, is replaced" and "VID 7 kept"
-// expect the entry to stay and need the same update.) Tried with that change:
-// this test passes: drop the condition then. (Not test.skip: test/run.mjs
-// counts uvu's Skipped as part of its Total, which it is not.)
-if (process.env.NETAGENT_TEST_TAKEOVER === '1') test('restart: a NIC taken by a bpf_link while the agent was down (its entry from before still there) is taken out of the allowlist, and recovers when released', async () => {
+// A NIC whose entry an earlier run left in the maps (or ours, before another
+// tool took the hook) must lose it while `physical` is not on it: the planner
+// puts an egress-deny before the attach, and the allow after it.
+test('restart: a NIC taken by a bpf_link while the agent was down (its entry from before still there) is taken out of the allowlist, and recovers when released', async () => {
   const idxA = ifindex(heldA.a);
   assert.ok(allowlisted(idxA), 'allowlisted before');
   assert.is(await agent.stop('SIGTERM'), 0);

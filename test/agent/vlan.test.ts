@@ -17,7 +17,7 @@ import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Sandbox, ROOT, ownNetns, ip, ipJson, inNs, run, uniq } from '../lib/sandbox.js';
-import { AgentProc } from '../lib/agent.js';
+import { AgentProc, sleep } from '../lib/agent.js';
 import { ethFrame, withTag, hex, ETH_P_TEST } from '../lib/frames.js';
 
 await ownNetns(import.meta.url);
@@ -155,6 +155,16 @@ test('a NIC plugged in later gets the same: offload off, LAN tag inside ours', a
   assert.is(shown(lanB.nic, 'rx-vlan-offload'), 'off');
   const seen = await toRouter(lanB, [lanFrame(46)]);
   assert.is(seen.length, 1);
+  assert.equal(tags(seen[0]!), [`VID ${vidOf(i)}`, `VID ${LAN_VID}`], `tags at the router, outermost first: ${tags(seen[0]!).join(', ')}`);
+});
+
+test('someone turns rx-vlan-offload back on (ethtool -K): it is off again within 2 s, and tagged frames still arrive whole', async () => {
+  run('ethtool', ['-K', lanA.nic, 'rxvlan', 'on']); // this file runs in its own namespace, as the agent
+  const t0 = Date.now();
+  while (shown(lanA.nic, 'rx-vlan-offload') !== 'off' && Date.now() - t0 < 2000) await sleep(20);
+  assert.is(shown(lanA.nic, 'rx-vlan-offload'), 'off', 'turned off again');
+  const i = agent.iface(lanA.nic)!;
+  const seen = await toRouter(lanA, [lanFrame(46)]);
   assert.equal(tags(seen[0]!), [`VID ${vidOf(i)}`, `VID ${LAN_VID}`], `tags at the router, outermost first: ${tags(seen[0]!).join(', ')}`);
 });
 

@@ -53,6 +53,11 @@ export class AgentProc {
       notify.on('data', (d: Buffer) => {
         if (d.includes(10)) {
           clearTimeout(timer);
+          // A running agent must not keep the test process alive: a test that
+          // fails before stop() would otherwise hang its file until the
+          // runner's timeout (the Sandbox kills it at exit). stop() refs it again.
+          child.unref();
+          (notify as unknown as { unref?: () => void }).unref?.();
           resolve(performance.now() - t0);
         }
       });
@@ -105,6 +110,7 @@ export class AgentProc {
     const c = this.child;
     if (!c || c.exitCode !== null || c.signalCode !== null) return c?.exitCode ?? null;
     return new Promise((resolve) => {
+      c.ref();
       c.once('exit', (code) => resolve(code));
       c.kill(signal);
     });

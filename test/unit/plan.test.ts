@@ -32,6 +32,7 @@ function world(links: ObservedLink[], extra: Partial<{ addrs: Map<number, Observ
     egress: new Map([...(extra.egress ?? [])].map((i) => [i, i])), // VID = ifindex, as the published design
 
     vlanOffloadOff: extra.vlanOffloadOff ?? new Set(links.map((l) => l.ifindex)),
+    vlanOffloadOn: new Set(),
     nativeRefused: new Set(),
     originals: extra.originals ?? new Map(),
     formerProtocols: extra.formerProtocols ?? new Set(),
@@ -85,8 +86,9 @@ test('xdp-forwarder: a program in the wrong mode, or someone else\'s, is replace
   const mixed = plan(cfg({ xdpMode: 'auto' }), world([phys, veth], { xdp: new Map<number, ObservedXdp>([[2, { id: 10, mode: 'native', program: 'physical' }]]), egress: new Set([2]), routerIface: 3 }));
   const attach = mixed.actions.get(2)!.find((a) => a.kind === 'xdp-attach');
   assert.equal(attach && 'mode' in attach && [attach.mode, attach.fallback], ['skb', true], 'the NIC moves to skb too');
+  // Someone else's program on a NIC with an entry of ours: out of the allowlist until ours is attached again.
   const foreign = world([phys], { xdp: new Map<number, ObservedXdp>([[2, { id: 9, mode: 'skb', program: null }]]), egress: new Set([2]) });
-  assert.equal(kinds(plan(cfg(), foreign).actions.get(2)), ['xdp-attach']);
+  assert.equal(kinds(plan(cfg(), foreign).actions.get(2)), ['egress-deny', 'xdp-attach', 'egress-allow']);
 });
 
 test('xdp-forwarder: a NIC above ifindex 4095 gets a free VID (the highest), a pinned one its pin; VID = ifindex otherwise', () => {
@@ -100,7 +102,8 @@ test('xdp-forwarder: a NIC above ifindex 4095 gets a free VID (the highest), a p
   assert.is(vidOf(7), 7);
   assert.is(vidOf(8), 10, 'pinned');
   // Kept while the NIC exists: the maps' VID stays, even when the ifindex would be free now.
-  const again = plan(cfg(), world([big, ok], { egress: new Set([7]) , }));
+  const attached = new Map<number, ObservedXdp>([[7, { id: 3, mode: 'skb', program: 'physical' }]]);
+  const again = plan(cfg(), world([big, ok], { egress: new Set([7]), xdp: attached }));
   assert.is(again.actions.get(7)?.some((a) => a.kind === 'egress-allow') ?? false, false, 'VID 7 kept, nothing to do');
 });
 

@@ -1,0 +1,67 @@
+// The ledger of what netagent changed: a value is noted once (the first one
+// we replaced), forgotten when restored or when its link goes, outlives the
+// process in its file, and a damaged file is not fatal. Earlier route
+// protocols are kept until nothing carries them, also across a restart with
+// a new number.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Ledger } from '../../agent/daemon/ledger.js';
+
+const tick = () => new Promise((r) => setImmediate(r));
+const dir = mkdtempSync(join(tmpdir(), 'netagent-ledger-'));
+const file = (name: string) => join(dir, name);
+
+test('the first value replaced is the one kept; a restore forgets it; a gone link takes its record along', async () => {
+  const l = new Ledger(file('a.json'), 199);
+  assert.ok(l.record(2, { mtu: 1500 }));
+  assert.not.ok(l.record(2, { mtu: 1504 }), 'an MTU we set ourselves is not what to restore');
+  l.record(2, { up: false, promisc: false });
+  l.record(3, { rxVlanOffload: true });
+  assert.equal(l.originals().get(2), { mtu: 1500, up: false, promisc: false });
+  l.release(2, ['mtu', 'promisc']);
+  assert.equal(l.originals().get(2), { up: false });
+  l.forget(3);
+  assert.is(l.originals().has(3), false);
+  await tick();
+  const again = new Ledger(file('a.json'), 199);
+  assert.equal([...again.originals()], [[2, { up: false }]], 'read back by the next run');
+  again.keepOnly((i) => i !== 2);
+  assert.is(again.originals().size, 0, 'links absent from the first dump are dropped');
+});
+
+test('route protocols: the old number is former until nothing carries it, across a restart with another number', async () => {
+  const l = new Ledger(file('b.json'), 199);
+  l.setProtocol(200);
+  assert.equal([...l.formerProtocols()], [199]);
+  await tick();
+  // The agent restarts with 201 in its config: 200 (in force when written) and 199 are both former.
+  const r = new Ledger(file('b.json'), 201);
+  assert.equal([...r.formerProtocols()].sort(), [199, 200]);
+  r.dropFormer(199);
+  r.setProtocol(200); // back to an earlier number: it is current again, not former
+  assert.equal([...r.formerProtocols()], [201]);
+  await tick();
+  assert.equal(JSON.parse(readFileSync(file('b.json'), 'utf8')), { version: 1, protocol: 200, former: [201], links: {} });
+});
+
+test('a damaged or foreign file starts a new ledger; values of the wrong type are skipped', () => {
+  writeFileSync(file('c.json'), '{"version":1,"protocol":199,"former":[],"links":');
+  assert.is(new Ledger(file('c.json'), 199).originals().size, 0);
+  writeFileSync(file('d.json'), JSON.stringify({ version: 1, protocol: 'x', former: [0, 300, 77], links: { 2: { mtu: -1, up: 'yes', promisc: true }, abc: { up: true } } }));
+  const l = new Ledger(file('d.json'), 199);
+  assert.equal([...l.originals()], [[2, { promisc: true }]]);
+  assert.equal([...l.formerProtocols()], [77]);
+});
+
+test('an unwritable place is reported, not fatal', async () => {
+  const l = new Ledger(join(dir, 'missing', 'e.json'), 199);
+  l.record(2, { up: false });
+  await tick();
+  assert.match(l.problem ?? '', /could not write .*e\.json/);
+});
+
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+test.run();
