@@ -183,7 +183,16 @@ export class KernelEffects implements Effects {
         }
         return Promise.resolve();
       case 'xdp-detach': this.need().detach({ ifindex: a.ifindex, name: a.name }); return Promise.resolve();
-      case 'egress-allow': this.need().setNicVid(a.ifindex, a.vid); return Promise.resolve();
+      case 'egress-allow':
+        try {
+          this.need().setNicVid(a.ifindex, a.vid);
+        } catch (e) {
+          // The NIC vanished since the plan (a mass unplug): a devmap entry
+          // cannot name a link that is gone. Not a failure: its DELLINK follows.
+          if (e instanceof BpfError && e.hint?.startsWith('no such link')) return Promise.reject(Object.assign(new Error(e.message), { code: 'ENODEV' }));
+          throw e;
+        }
+        return Promise.resolve();
       case 'egress-deny': this.need().clearNic(a.ifindex); return Promise.resolve();
       case 'router-iface': this.need().setRouterIface(a.ifindex); return Promise.resolve();
     }
