@@ -12,8 +12,9 @@
 //
 // Kept in a small file next to the control socket (/run: it outlives an agent
 // restart, which must still know what to undo, and not a reboot, after which
-// there is nothing to undo). Written after each change, coalesced per tick.
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+// there is nothing to undo). Written after each change, coalesced per tick,
+// as a journal (see save()).
+import { appendFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Logger } from '../log.js';
 
 import type { Originals } from '../core/plan.js';
@@ -29,6 +30,9 @@ interface File {
   links: Record<string, Originals>;
 }
 
+/** A journal line: a link's originals as they are now (null: none), or the protocol numbers. */
+type Delta = { link: number; originals: Originals | null } | { protocol: number; former: number[] };
+
 const FIELDS: readonly OriginalField[] = ['up', 'promisc', 'mtu', 'rxVlanOffload'];
 
 export class Ledger {
@@ -37,6 +41,11 @@ export class Ledger {
   private protocol: number;
   private writePending = false;
   private lastWriteError: string | null = null;
+  /** Journal bookkeeping (see save()). */
+  private snapshotWritten = false;
+  private journalLines = 0;
+  private readonly changedLinks = new Set<number>();
+  private protocolsChanged = false;
 
   /** @param path the file (null: kept in memory only, as in unit tests) */
   constructor(private readonly path: string | null, routeProtocol: number, private readonly log?: Logger) {
@@ -69,7 +78,7 @@ export class Ledger {
     }
     if (!added) return false;
     this.links.set(ifindex, o);
-    this.save();
+    this.changed(ifindex);
     return true;
   }
 
@@ -85,23 +94,21 @@ export class Ledger {
     }
     if (!removed) return;
     if (!Object.keys(o).length) this.links.delete(ifindex);
-    this.save();
+    this.changed(ifindex);
   }
 
   /** The link is gone: nothing of it to undo. */
   forget(ifindex: number): void {
-    if (this.links.delete(ifindex)) this.save();
+    if (this.links.delete(ifindex)) this.changed(ifindex);
   }
 
   /** After a full dump: records of links that no longer exist go. */
   keepOnly(present: (ifindex: number) => boolean): void {
-    let removed = false;
     for (const i of [...this.links.keys()]) {
       if (present(i)) continue;
       this.links.delete(i);
-      removed = true;
+      this.changed(i);
     }
-    if (removed) this.save();
   }
 
   /** A config reload changed routeProtocol: the old number becomes a former one. */
@@ -110,12 +117,20 @@ export class Ledger {
     this.former.add(this.protocol);
     this.former.delete(n);
     this.protocol = n;
+    this.protocolsChanged = true;
     this.save();
   }
 
   /** Nothing in the kernel carries this former number any more. */
   dropFormer(n: number): void {
-    if (this.former.delete(n)) this.save();
+    if (!this.former.delete(n)) return;
+    this.protocolsChanged = true;
+    this.save();
+  }
+
+  private changed(ifindex: number): void {
+    this.changedLinks.add(ifindex);
+    this.save();
   }
 
   private load(path: string, routeProtocol: number): void {
@@ -125,57 +140,106 @@ export class Ledger {
     } catch {
       return; // first start since boot: nothing to undo
     }
+    const lines = text.split('\n');
     try {
-      const f = JSON.parse(text) as Partial<File>;
+      const f = JSON.parse(lines[0]!) as Partial<File>;
       if (f.version !== 1) throw new Error(`version ${String(f.version)}, expected 1`);
-      for (const [k, v] of Object.entries(f.links ?? {})) {
-        const ifindex = Number(k);
-        if (!Number.isInteger(ifindex) || ifindex <= 0 || typeof v !== 'object' || v === null) continue;
-        const o: Originals = {};
-        if (typeof v.up === 'boolean') o.up = v.up;
-        if (typeof v.promisc === 'boolean') o.promisc = v.promisc;
-        if (Number.isInteger(v.mtu) && v.mtu! > 0) o.mtu = v.mtu;
-        if (typeof v.rxVlanOffload === 'boolean') o.rxVlanOffload = v.rxVlanOffload;
-        if (Object.keys(o).length) this.links.set(ifindex, o);
-      }
-      const protos = [...(Array.isArray(f.former) ? f.former : []), f.protocol];
-      for (const p of protos) if (Number.isInteger(p) && p! > 0 && p! < 256 && p !== routeProtocol) this.former.add(p!);
+      for (const [k, v] of Object.entries(f.links ?? {})) this.setFromFile(Number(k), v);
+      this.protocolsFromFile(f.protocol, f.former, routeProtocol);
     } catch (e) {
       // A damaged file is not a reason to stop: what it held is lost (the
       // links keep the values we set until something else changes them).
       this.log?.warn({ path, err: (e as Error).message }, 'the ledger of what netagent changed is unreadable; starting a new one (values set by an earlier run will not be restored)');
+      return;
+    }
+    // The journal after the snapshot, in order; a torn last line (a crash mid-write) is skipped.
+    for (const line of lines.slice(1)) {
+      if (!line) continue;
+      let d: Delta;
+      try {
+        d = JSON.parse(line) as Delta;
+      } catch {
+        continue;
+      }
+      if ('link' in d) {
+        this.links.delete(Number(d.link));
+        if (d.originals) this.setFromFile(Number(d.link), d.originals);
+      } else if ('protocol' in d) {
+        this.former.clear();
+        this.protocolsFromFile(d.protocol, d.former, routeProtocol);
+      }
     }
   }
 
+  private setFromFile(ifindex: number, v: unknown): void {
+    if (!Number.isInteger(ifindex) || ifindex <= 0 || typeof v !== 'object' || v === null) return;
+    const x = v as Record<string, unknown>;
+    const o: Originals = {};
+    if (typeof x.up === 'boolean') o.up = x.up;
+    if (typeof x.promisc === 'boolean') o.promisc = x.promisc;
+    if (Number.isInteger(x.mtu) && (x.mtu as number) > 0) o.mtu = x.mtu as number;
+    if (typeof x.rxVlanOffload === 'boolean') o.rxVlanOffload = x.rxVlanOffload;
+    if (Object.keys(o).length) this.links.set(ifindex, o);
+  }
+
+  /** The file's current and former numbers are former ones now, unless one is the config's. */
+  private protocolsFromFile(protocol: unknown, former: unknown, routeProtocol: number): void {
+    for (const p of [...(Array.isArray(former) ? former : []), protocol]) {
+      if (Number.isInteger(p) && (p as number) > 0 && (p as number) < 256 && p !== routeProtocol) this.former.add(p as number);
+    }
+  }
+
+  /**
+   * Writes are a journal: each change appends one short line (what a link's
+   * originals are now; the protocol numbers), so a hotplug costs a write of
+   * a few dozen bytes, not the whole ledger (42 KB, ~0.5 ms with 1400 links).
+   * The first write of a run, and one whenever the journal has grown past
+   * twice what it describes, rewrite the whole file (a snapshot) instead.
+   */
   private save(): void {
     if (!this.path || this.writePending) return;
     this.writePending = true;
     setImmediate(() => {
+      if (!this.writePending) return; // flushed meanwhile
       this.writePending = false;
-      this.write();
+      this.write(false);
     });
   }
 
-  private write(): void {
+  private write(compact: boolean): void {
     const path = this.path!;
-    const f: File = { version: 1, protocol: this.protocol, former: [...this.former].sort((a, b) => a - b), links: Object.fromEntries([...this.links].sort((a, b) => a[0] - b[0])) };
-    const tmp = `${path}.tmp`;
     try {
-      writeFileSync(tmp, `${JSON.stringify(f)}\n`, { mode: 0o600 });
-      renameSync(tmp, path);
+      if (compact || !this.snapshotWritten || this.journalLines > 2 * this.links.size + 64) {
+        const f: File = { version: 1, protocol: this.protocol, former: [...this.former].sort((a, b) => a - b), links: Object.fromEntries([...this.links].sort((a, b) => a[0] - b[0])) };
+        const tmp = `${path}.tmp`;
+        writeFileSync(tmp, `${JSON.stringify(f)}\n`, { mode: 0o600 });
+        renameSync(tmp, path);
+        this.snapshotWritten = true;
+        this.journalLines = 0;
+      } else {
+        const lines: string[] = [];
+        for (const i of this.changedLinks) lines.push(JSON.stringify({ link: i, originals: this.links.get(i) ?? null } satisfies Delta));
+        if (this.protocolsChanged) lines.push(JSON.stringify({ protocol: this.protocol, former: [...this.former] } satisfies Delta));
+        if (lines.length) appendFileSync(path, `${lines.join('\n')}\n`);
+        this.journalLines += lines.length;
+      }
+      this.changedLinks.clear();
+      this.protocolsChanged = false;
       if (this.lastWriteError) this.log?.info({ path }, 'the ledger is written again');
       this.lastWriteError = null;
     } catch (e) {
+      // What was not written is rewritten whole next time.
+      this.snapshotWritten = false;
       const err = `could not write ${path}: ${(e as Error).message}; after an agent restart, values netagent changed (MTU, up, promiscuous mode, rx-vlan-offload) would not be restored when a link stops being ours: check that the directory exists and is writable`;
       if (err !== this.lastWriteError) this.log?.error({ path }, err);
       this.lastWriteError = err;
     }
   }
 
-  /** Writes now (at exit: a pending write must not be lost). */
+  /** Writes the whole ledger now (at exit: nothing pending is lost, and the file is one snapshot). */
   flush(): void {
-    if (!this.writePending || !this.path) return;
+    if (!this.path) return;
     this.writePending = false;
-    this.write();
+    this.write(true);
   }
 }

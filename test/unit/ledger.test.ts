@@ -56,6 +56,36 @@ test('a damaged or foreign file starts a new ledger; values of the wrong type ar
   assert.equal([...l.formerProtocols()], [77]);
 });
 
+test('a journal: a change appends a short line, a torn last line is skipped, it is compacted as it grows and at exit', async () => {
+  const path = file('j.json');
+  const l = new Ledger(path, 199);
+  l.record(2, { up: false });
+  await tick(); // the first write of a run is a snapshot
+  const snapshot = readFileSync(path, 'utf8');
+  l.record(3, { up: false, mtu: 1500 });
+  await tick();
+  l.release(3, ['mtu']);
+  l.setProtocol(200);
+  await tick();
+  const text = readFileSync(path, 'utf8');
+  assert.ok(text.startsWith(snapshot), 'appended to');
+  assert.is(text.split('\n').length - snapshot.split('\n').length, 3, 'one line per change (the two in one tick: one per link and one for the numbers)');
+  assert.ok(text.length - snapshot.length < 150, `short lines: ${text.slice(snapshot.length)}`);
+  writeFileSync(path, `${text}{"link":2,"origi`); // a crash mid-write
+  const back = new Ledger(path, 200);
+  assert.equal([...back.originals()], [[2, { up: false }], [3, { up: false }]]);
+  assert.equal([...back.formerProtocols()], [199]);
+  // Growing far past what it describes: rewritten whole.
+  for (let k = 0; k < 100; k++) {
+    back.record(9, { up: true });
+    back.release(9, ['up']);
+    await tick();
+  }
+  assert.ok(readFileSync(path, 'utf8').split('\n').length < 70, 'compacted');
+  back.flush();
+  assert.equal(JSON.parse(readFileSync(path, 'utf8')), { version: 1, protocol: 200, former: [199], links: { 2: { up: false }, 3: { up: false } } }, 'one snapshot at exit');
+});
+
 test('an unwritable place is reported, not fatal', async () => {
   const l = new Ledger(join(dir, 'missing', 'e.json'), 199);
   l.record(2, { up: false });
