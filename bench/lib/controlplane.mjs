@@ -418,11 +418,12 @@ export async function footprint(sb, subjects, opts, log) {
  * no event is verified on timers; that must stay cheap): per profile and N,
  * start it in a fresh namespace with N links already there (xdp-forwarder:
  * NICs and a router link; router-routed: client links), let it settle, then
- * its process group's CPU over `seconds`, as % of one core.
+ * its process group's CPU over `seconds`, as % of one core. `profiles`
+ * (default both) picks the profiles; bench/idle.mjs runs this part alone.
  */
 export async function idleCpu(sb, opts, log) {
   const out = [];
-  for (const profile of ['xdp-forwarder', 'router-routed']) {
+  for (const profile of opts.profiles ?? ['xdp-forwarder', 'router-routed']) {
     for (const n of opts.links) {
       const ns = sb.netns('bid'), peers = sb.netns('bip'), pinDir = sb.bpffs(), tmp = sb.tmpdir();
       let subj;
