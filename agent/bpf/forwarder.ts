@@ -486,6 +486,42 @@ export class Forwarder {
   }
 
   /**
+   * Both VID maps read once, paired up: `agreed` the NICs whose two entries
+   * agree (nic_vid[ifindex] = vid and router_egress[vid] = ifindex), ifindex
+   * -> VID (egressVids()); `strayEgress` the router_egress entries that no
+   * agreeing pair accounts for, VID -> ifindex (each lets `router` send
+   * frames out of that link: an entry added behind our back, or the
+   * leftover of a NIC whose nic_vid entry went); `strayNicVid` the nic_vid
+   * entries without their router_egress entry, ifindex -> VID.
+   */
+  vidPairs(): { agreed: Map<number, number>; strayEgress: Map<number, number>; strayNicVid: Map<number, number> } {
+    this.assertOpen();
+    const back = this.vidEgress();
+    const agreed = new Map<number, number>(), strayNicVid = new Map<number, number>();
+    for (const [ifindex, vid] of this.nicVids()) {
+      if (back.get(vid) === ifindex) agreed.set(ifindex, vid);
+      else strayNicVid.set(ifindex, vid);
+    }
+    const strayEgress = new Map<number, number>();
+    for (const [vid, ifindex] of back) if (agreed.get(ifindex) !== vid) strayEgress.set(vid, ifindex);
+    return { agreed, strayEgress, strayNicVid };
+  }
+
+  /**
+   * Deletes router_egress[vid] if it still leads to `ifindex` and is not
+   * that NIC's own VID (nic_vid[ifindex] = vid): the repair of a stray
+   * entry that vidPairs() reported, which setNicVid/clearNic (they only
+   * touch a NIC's own VIDs) leave alone. false when there was nothing to
+   * delete.
+   */
+  removeStrayEgress(vid: number, ifindex: number): boolean {
+    this.assertOpen();
+    if (this.lookupU32(this.fds.egress, vid, MAP_NAMES.egress) !== ifindex) return false;
+    if (this.lookupU32(this.fds.nicVid, ifindex, MAP_NAMES.nicVid) === vid) return false;
+    return bpf.mapDelete(this.fds.egress, u32(vid), MAP_NAMES.egress);
+  }
+
+  /**
    * Per-link counters summed over CPUs: every NIC with a VID (by ifindex),
    * and the router link (router_iface's ifindex, role 'router') when set.
    */
@@ -514,13 +550,13 @@ export class Forwarder {
     this.clearNic(ifindex);
   }
 
-  /** NICs whose two VID maps agree (nic_vid[ifindex] = vid and router_egress[vid] = ifindex): ifindex -> VID. */
+  /**
+   * NICs whose two VID maps agree (nic_vid[ifindex] = vid and
+   * router_egress[vid] = ifindex): ifindex -> VID. Blind to a stray
+   * router_egress entry beside a NIC's agreeing pair: vidPairs() has those.
+   */
   egressVids(): Map<number, number> {
-    this.assertOpen();
-    const back = this.vidEgress();
-    const out = new Map<number, number>();
-    for (const [ifindex, vid] of this.nicVids()) if (back.get(vid) === ifindex) out.set(ifindex, vid);
-    return out;
+    return this.vidPairs().agreed;
   }
 
   egress(): number[] {

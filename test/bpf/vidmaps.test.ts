@@ -3,7 +3,8 @@
 // router_egress (a DEVMAP_HASH, which has no batch ops) entry by entry. The
 // batch read must return exactly what the per-entry walk returns: with the
 // maps as the agent wrote them, and after entries were deleted, changed and
-// added behind its back.
+// added behind its back; and vidPairs() must show every stray entry (a
+// router_egress entry nothing pairs with lets `router` send out of a link).
 // Runs in a network namespace of its own (router_egress values must name
 // links that exist there), with a private bpffs for the pins.
 import { test } from 'uvu';
@@ -67,10 +68,13 @@ test('as the agent writes them: batch = walk, every NIC agreed, nothing stray', 
   const { nicVid, egress } = sameBothWays();
   assert.equal(nicVid, NICS.map((ifindex, i) => [ifindex, 100 + i]));
   assert.equal(egress, NICS.map((ifindex, i) => [100 + i, ifindex]));
+  const p = fw.vidPairs();
+  assert.equal(sorted(p.agreed), nicVid);
+  assert.equal([p.strayEgress.size, p.strayNicVid.size], [0, 0]);
   assert.equal(sorted(fw.egressVids()), nicVid);
 });
 
-test('entries deleted, changed and added behind its back: batch = walk', () => {
+test('entries deleted, changed and added behind its back: batch = walk, and vidPairs() shows each', () => {
   const [a, b, c, d, e] = NICS as [number, number, number, number, number];
   bpf.mapDelete(nicVidFd, u32(a));                 // a: tag gone, its VID 100 still leads to it
   bpf.mapDelete(egressFd, u32(101));               // b: its VID no longer leads back
@@ -82,8 +86,23 @@ test('entries deleted, changed and added behind its back: batch = walk', () => {
   const { nicVid, egress } = sameBothWays();
   assert.is(nicVid.length, N - 1 + 1);
   assert.is(egress.length, N - 1 + 2);
+  const p = fw.vidPairs();
   const broken = new Set([a, b, c, d]);
-  assert.equal(sorted(fw.egressVids()), NICS.map((ifindex, i) => [ifindex, 100 + i] as [number, number]).filter(([i]) => !broken.has(i)));
+  assert.equal(sorted(p.agreed), NICS.map((ifindex, i) => [ifindex, 100 + i] as [number, number]).filter(([i]) => !broken.has(i)));
+  assert.equal(sorted(p.strayEgress), [[100, a], [102, c], [103, e], [3000, e], [3001, RL]]);
+  assert.equal(sorted(p.strayNicVid), [[b, 101], [c, 3999], [d, 103], [RL, 4000]].sort((x, y) => x[0] - y[0]));
+  assert.equal(sorted(fw.egressVids()), sorted(p.agreed), 'egressVids() is the agreed pairs');
+});
+
+test('removeStrayEgress deletes a stray entry, never a NIC\'s own', () => {
+  const e = NICS[4]!;
+  assert.not.ok(fw.removeStrayEgress(104, e), 'e\'s own VID stays');
+  assert.not.ok(fw.removeStrayEgress(3000, RL), 'not what the entry leads to: left alone');
+  assert.ok(fw.removeStrayEgress(3000, e));
+  assert.ok(fw.removeStrayEgress(3001, RL));
+  assert.not.ok(fw.removeStrayEgress(3001, RL), 'gone already');
+  assert.equal(sorted(fw.vidPairs().strayEgress), [[100, NICS[0]!], [102, NICS[2]!], [103, e]]);
+  assert.is(fw.vidEgress().get(104), e);
 });
 
 test('a full nic_vid (max_entries, 4096): batch = walk; and a read into less room returns part of it', () => {
