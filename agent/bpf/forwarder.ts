@@ -135,6 +135,10 @@ export class Forwarder {
   private readonly statsValueSize: number;
   private readonly ncpus: number;
   private readonly log: Logger;
+  /** Per map fd: whether BPF_MAP_LOOKUP_BATCH works for it (learnt on the first read). */
+  private readonly batchable = new Map<number, boolean>();
+  /** Buffers for reading the u32 -> u32 maps (dumpU32), made once: room for every entry either map can hold. */
+  private readonly u32Bufs: { capacity: number; keys: Buffer; values: Buffer; keyA: Buffer; keyB: Buffer; value: Buffer };
   readonly pinDir: string;
   private closed = false;
 
@@ -153,6 +157,11 @@ export class Forwarder {
       stats: fdOf(MAP_NAMES.stats), linkStats: fdOf(MAP_NAMES.linkStats),
     };
     this.ncpus = bpf.numPossibleCpus();
+    const capacity = Math.max(bpf.mapInfo(this.fds.nicVid).maxEntries, bpf.mapInfo(this.fds.egress).maxEntries);
+    this.u32Bufs = {
+      capacity, keys: Buffer.alloc(4 * capacity), values: Buffer.alloc(4 * capacity),
+      keyA: Buffer.alloc(4), keyB: Buffer.alloc(4), value: Buffer.alloc(4),
+    };
     this.statsValueSize = 8; // __u64; per-CPU values are rounded up to 8 bytes each
   }
 
@@ -464,16 +473,59 @@ export class Forwarder {
     return any;
   }
 
-  /** nic_vid as it is: ifindex -> the VID `physical` tags that NIC's frames with. */
-  nicVids(): Map<number, number> {
+  /**
+   * nic_vid as it is: ifindex -> the VID `physical` tags that NIC's frames
+   * with. One BPF_MAP_LOOKUP_BATCH call (a HASH map); `{ walk: true }` reads
+   * it entry by entry instead (what the batch read is tested against).
+   */
+  nicVids(opts: { walk?: boolean } = {}): Map<number, number> {
     this.assertOpen();
-    return this.dumpU32(this.fds.nicVid, MAP_NAMES.nicVid);
+    return this.dumpU32(this.fds.nicVid, MAP_NAMES.nicVid, opts.walk);
   }
 
-  /** router_egress as it is: VID -> the ifindex `router` sends such frames to. */
-  vidEgress(): Map<number, number> {
+  /**
+   * router_egress as it is: VID -> the ifindex `router` sends such frames
+   * to. Always a walk: a DEVMAP_HASH has no batch lookup (ENOTSUPP).
+   */
+  vidEgress(opts: { walk?: boolean } = {}): Map<number, number> {
     this.assertOpen();
-    return this.dumpU32(this.fds.egress, MAP_NAMES.egress);
+    return this.dumpU32(this.fds.egress, MAP_NAMES.egress, opts.walk);
+  }
+
+  /**
+   * Both VID maps read once, paired up: `agreed` the NICs whose two entries
+   * agree (nic_vid[ifindex] = vid and router_egress[vid] = ifindex), ifindex
+   * -> VID (egressVids()); `strayEgress` the router_egress entries that no
+   * agreeing pair accounts for, VID -> ifindex (each lets `router` send
+   * frames out of that link: an entry added behind our back, or the
+   * leftover of a NIC whose nic_vid entry went); `strayNicVid` the nic_vid
+   * entries without their router_egress entry, ifindex -> VID.
+   */
+  vidPairs(): { agreed: Map<number, number>; strayEgress: Map<number, number>; strayNicVid: Map<number, number> } {
+    this.assertOpen();
+    const back = this.vidEgress();
+    const agreed = new Map<number, number>(), strayNicVid = new Map<number, number>();
+    for (const [ifindex, vid] of this.nicVids()) {
+      if (back.get(vid) === ifindex) agreed.set(ifindex, vid);
+      else strayNicVid.set(ifindex, vid);
+    }
+    const strayEgress = new Map<number, number>();
+    for (const [vid, ifindex] of back) if (agreed.get(ifindex) !== vid) strayEgress.set(vid, ifindex);
+    return { agreed, strayEgress, strayNicVid };
+  }
+
+  /**
+   * Deletes router_egress[vid] if it still leads to `ifindex` and is not
+   * that NIC's own VID (nic_vid[ifindex] = vid): the repair of a stray
+   * entry that vidPairs() reported, which setNicVid/clearNic (they only
+   * touch a NIC's own VIDs) leave alone. false when there was nothing to
+   * delete.
+   */
+  removeStrayEgress(vid: number, ifindex: number): boolean {
+    this.assertOpen();
+    if (this.lookupU32(this.fds.egress, vid, MAP_NAMES.egress) !== ifindex) return false;
+    if (this.lookupU32(this.fds.nicVid, ifindex, MAP_NAMES.nicVid) === vid) return false;
+    return bpf.mapDelete(this.fds.egress, u32(vid), MAP_NAMES.egress);
   }
 
   /**
@@ -505,20 +557,17 @@ export class Forwarder {
     this.clearNic(ifindex);
   }
 
-  /** Compatibility: the NICs with a VID set both ways (nic_vid and router_egress agree), by ifindex. */
-  /** NICs whose two VID maps agree (nic_vid[ifindex] = vid and router_egress[vid] = ifindex): ifindex -> VID. */
+  /**
+   * NICs whose two VID maps agree (nic_vid[ifindex] = vid and
+   * router_egress[vid] = ifindex): ifindex -> VID. Blind to a stray
+   * router_egress entry beside a NIC's agreeing pair: vidPairs() has those.
+   */
   egressVids(): Map<number, number> {
-    this.assertOpen();
-    const back = this.vidEgress();
-    const out = new Map<number, number>();
-    for (const [ifindex, vid] of this.nicVids()) if (back.get(vid) === ifindex) out.set(ifindex, vid);
-    return out;
+    return this.vidPairs().agreed;
   }
 
   egress(): number[] {
-    this.assertOpen();
-    const back = this.vidEgress();
-    return [...this.nicVids()].filter(([ifindex, vid]) => back.get(vid) === ifindex).map(([ifindex]) => ifindex).sort((a, b) => a - b);
+    return [...this.egressVids().keys()].sort((a, b) => a - b);
   }
 
   /** xdp_stats summed over CPUs, by COUNTER_NAMES. */
@@ -557,15 +606,38 @@ export class Forwarder {
     return bpf.mapLookup(fd, u32(key), v, what) ? v.readUInt32LE(0) : null;
   }
 
-  /** A u32 -> u32 map's entries (the maps hold at most 4096: never loops forever on a concurrently changing map). */
-  private dumpU32(fd: number, what: string): Map<number, number> {
+  /**
+   * A u32 -> u32 map's entries (nic_vid, router_egress). BPF_MAP_LOOKUP_BATCH
+   * where the kernel has it for the map's type (nic_vid, a HASH: one system
+   * call into buffers kept for it, decoded in one pass), else, or with
+   * `walk`, entry by entry: get_next_key + lookup (router_egress, a
+   * DEVMAP_HASH: devmaps have no batch ops and answer ENOTSUPP, so that is
+   * learnt on the first read and not asked again). The walk stops after
+   * max_entries + 1 keys: never loops forever on a concurrently changing map.
+   */
+  private dumpU32(fd: number, what: string, walk = false): Map<number, number> {
+    const buf = this.u32Bufs;
+    if (!walk && this.batchable.get(fd) !== false) {
+      const n = bpf.mapLookupBatch(fd, buf.keys, buf.values, 4, 4, buf.capacity, what);
+      this.batchable.set(fd, n !== null);
+      if (n !== null) {
+        // Map keys and values are in host byte order: so are Uint32Array's.
+        const keys = new Uint32Array(buf.keys.buffer as ArrayBuffer, buf.keys.byteOffset, n);
+        const values = new Uint32Array(buf.values.buffer as ArrayBuffer, buf.values.byteOffset, n);
+        const out = new Map<number, number>();
+        for (let i = 0; i < n; i++) out.set(keys[i]!, values[i]!);
+        return out;
+      }
+      this.log.debug({ map: what }, 'no batch lookup for this map type: read entry by entry');
+    }
     const out = new Map<number, number>();
-    const next = Buffer.alloc(4);
-    const v = Buffer.alloc(4);
-    let key: Buffer | null = null;
-    for (let n = 0; n <= 4096 && bpf.mapNextKey(fd, key, next, what); n++) {
+    // Two key buffers in turn (the key asked about, the one the kernel writes), no copies.
+    let key: Buffer | null = null, next = buf.keyA;
+    const v = buf.value;
+    for (let n = 0; n <= buf.capacity && bpf.mapNextKey(fd, key, next, what); n++) {
       if (bpf.mapLookup(fd, next, v, what)) out.set(next.readUInt32LE(0), v.readUInt32LE(0));
-      key = Buffer.from(next);
+      key = next;
+      next = next === buf.keyA ? buf.keyB : buf.keyA;
     }
     return out;
   }

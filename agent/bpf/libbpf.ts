@@ -43,6 +43,10 @@ export const XDP_ABORTED = 0, XDP_DROP = 1, XDP_PASS = 2, XDP_TX = 3, XDP_REDIRE
 
 const ENOENT = 2;
 const EINVAL = 22;
+const ENOSPC = 28;
+const EOPNOTSUPP = 95;
+/** The kernel-internal "operation not supported for this object" (a map type without batch ops). */
+const ENOTSUPP = 524;
 
 // ---- struct layouts ----
 // Unique koffi type names: koffi's name registry is process-global.
@@ -217,6 +221,8 @@ const f = {
   map_lookup_elem: lib.func('bpf_map_lookup_elem', 'int', ['int', P, P]),
   map_delete_elem: lib.func('bpf_map_delete_elem', 'int', ['int', P]),
   map_get_next_key: lib.func('bpf_map_get_next_key', 'int', ['int', P, P]),
+  // opts (struct bpf_map_batch_opts) is always NULL: no elem_flags/flags wanted, and libbpf accepts NULL.
+  map_lookup_batch: lib.func('bpf_map_lookup_batch', 'int', ['int', P, P, P, P, P, P]),
   prog_get_fd_by_id: lib.func('bpf_prog_get_fd_by_id', 'int', ['uint32_t']),
   map_get_fd_by_id: lib.func('bpf_map_get_fd_by_id', 'int', ['uint32_t']),
   obj_get_info_by_fd: lib.func('bpf_obj_get_info_by_fd', 'int', ['int', P, koffi.inout(koffi.pointer('uint32_t'))]),
@@ -443,6 +449,50 @@ export function mapNextKey(fd: number, key: Buffer | null, next: Buffer, what?: 
   if (r === -ENOENT) return false;
   checkInt('bpf_map_get_next_key', r, { detail: what ? `(${what})` : undefined });
   return true;
+}
+
+/**
+ * Reads a whole map with BPF_MAP_LOOKUP_BATCH (one system call for a map
+ * that fits): keys into `keys` and values into `values`, packed, entry i at
+ * i * keySize and i * valueSize. They must have room for `capacity` entries
+ * (the map's max_entries: then one call gets everything; with less room
+ * the read stops at the last whole hash bucket that fits). Returns the
+ * number of entries, or null when the kernel has no batch lookup for this
+ * map's type: hash and array maps have it (kernel 5.6+), devmaps
+ * (DEVMAP, DEVMAP_HASH) do not and answer ENOTSUPP; kernels before 5.6
+ * answer EINVAL. The caller then walks the map (mapNextKey + mapLookup).
+ * Like a walk, a map changing meanwhile may be seen partly before and
+ * partly after the change.
+ */
+export function mapLookupBatch(fd: number, keys: Buffer, values: Buffer, keySize: number, valueSize: number, capacity: number, what?: string): number | null {
+  if (keys.length < capacity * keySize || values.length < capacity * valueSize) throw new RangeError(`mapLookupBatch: buffers too small for ${capacity} entries`);
+  // The resume token: a bucket number (u32) for hash maps, a key for arrays.
+  const tokenSize = Math.max(8, keySize);
+  let inBatch: Buffer | null = null;
+  let outBatch: Buffer = Buffer.alloc(tokenSize);
+  const count = Buffer.alloc(4);
+  let total = 0;
+  while (total < capacity) {
+    count.writeUInt32LE(capacity - total, 0);
+    const k = total ? keys.subarray(total * keySize) : keys;
+    const v = total ? values.subarray(total * valueSize) : values;
+    const r = f.map_lookup_batch(fd, inBatch, outBatch, k, v, count, null) as number;
+    // A hash map is read bucket by bucket, and a bucket that does not fit in
+    // the room left is not begun (ENOSPC when nothing fits): only a read into
+    // less room than the map's max_entries stops short that way.
+    if (r === -ENOSPC && total > 0) break;
+    if (r < 0 && r !== -ENOENT) {
+      if (total === 0 && (r === -ENOTSUPP || r === -EOPNOTSUPP || r === -EINVAL)) return null;
+      fail('bpf_map_lookup_batch', -r, { detail: what ? `(${what})` : undefined });
+    }
+    const n = count.readUInt32LE(0);
+    total += n;
+    if (r === -ENOENT || n === 0) break; // ENOENT: the end of the map (count says how many came before it)
+    const next: Buffer = inBatch ?? Buffer.alloc(tokenSize);
+    inBatch = outBatch;
+    outBatch = next;
+  }
+  return total;
 }
 
 // ---- ids and info ----
