@@ -74,6 +74,8 @@ export interface World {
   routerIface: number | null;
   /** NICs in the forwarder's VID maps (nic_vid and router_egress agree): ifindex -> VLAN ID. */
   egress: ReadonlyMap<number, number>;
+  /** router_egress entries that are no NIC's own VID (added by hand, or left by an older layout): VID -> ifindex. */
+  strayEgress: ReadonlyMap<number, number>;
   /** NICs whose rx-vlan-offload we turned off (or found that it cannot be). Nothing announces a change. */
   vlanOffloadOff: ReadonlySet<number>;
   /** NICs on which someone turned rx-vlan-offload back on (the kernel's FEATURE CHANGE event, then a look): off again. */
@@ -128,6 +130,8 @@ export type Action =
   /** The NIC's VLAN ID, both ways (nic_vid for `physical`, router_egress for `router`, which is the allowlist). */
   | { kind: 'egress-allow'; ifindex: number; name: string; vid: number }
   | { kind: 'egress-deny'; ifindex: number; name: string }
+  /** A router_egress entry that is no NIC's own VID: it would let `router` send out of that link. */
+  | { kind: 'egress-stray'; ifindex: number; name: string; vid: number }
   | { kind: 'router-iface'; ifindex: number | null; name: string };
 
 /** A client VM behind a router profile's client link. */
@@ -772,6 +776,9 @@ export class Planner {
     }
     for (const e of world.egress.keys()) {
       if (!world.links.has(e)) out.push({ kind: 'egress-deny', ifindex: e, name: `ifindex ${e}` });
+    }
+    for (const [vid, ifindex] of world.strayEgress) {
+      out.push({ kind: 'egress-stray', ifindex, vid, name: world.links.get(ifindex)?.name ?? `ifindex ${ifindex}` });
     }
     return out;
   }

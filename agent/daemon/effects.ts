@@ -79,7 +79,8 @@ export class KernelEffects implements Effects {
   async snapshot(): Promise<Snapshot> {
     const [links, addrs, routes] = await Promise.all([this.rtnl.dumpLinks(), this.rtnl.dumpAddresses(4), this.rtnl.dumpRoutes(4)]);
     const f = this.forwarder;
-    return { links, addrs, routes, routerIface: f ? f.routerIface() : undefined, egress: f ? f.egressVids() : undefined };
+    const vids = f ? f.vidPairs() : undefined;
+    return { links, addrs, routes, routerIface: f ? f.routerIface() : undefined, egress: vids?.agreed, strayEgress: vids?.strayEgress };
   }
 
   prepare(): boolean {
@@ -194,6 +195,7 @@ export class KernelEffects implements Effects {
         }
         return Promise.resolve();
       case 'egress-deny': this.need().clearNic(a.ifindex); return Promise.resolve();
+      case 'egress-stray': this.need().removeStrayEgress(a.vid, a.ifindex); return Promise.resolve();
       case 'router-iface': this.need().setRouterIface(a.ifindex); return Promise.resolve();
     }
   }
@@ -207,10 +209,12 @@ export class KernelEffects implements Effects {
     }
   }
 
-  readMaps(withVids: boolean): { routerIface: number | null; egress?: ReadonlyMap<number, number> } | null {
+  readMaps(withVids: boolean): ReturnType<Effects['readMaps']> {
     const f = this.forwarder;
     if (!f) return null;
-    return withVids ? { routerIface: f.routerIface(), egress: f.egressVids() } : { routerIface: f.routerIface() };
+    if (!withVids) return { routerIface: f.routerIface() };
+    const vids = f.vidPairs();
+    return { routerIface: f.routerIface(), egress: vids.agreed, strayEgress: vids.strayEgress };
   }
 
   routerSets(p: Plan): void {

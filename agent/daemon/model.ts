@@ -17,6 +17,8 @@ export interface Snapshot {
   routerIface: number | null | undefined;
   /** ifindex -> VID, as the forwarder's maps hold it. */
   egress: ReadonlyMap<number, number> | undefined;
+  /** router_egress entries that are no NIC's own VID: VID -> ifindex. */
+  strayEgress?: ReadonlyMap<number, number> | undefined;
 }
 
 /** What an action's ACK tells beyond "done" (the XDP attach: which program, in which mode). */
@@ -47,6 +49,7 @@ export class Model {
   private readonly xdp = new Map<number, ObservedXdp>();
   private routerIface: number | null = null;
   private egress = new Map<number, number>();
+  private strayEgress = new Map<number, number>();
   private readonly vlanOffloadOff = new Set<number>();
   private readonly vlanOffloadOn = new Set<number>();
   private readonly nativeRefused = new Set<number>();
@@ -86,7 +89,7 @@ export class Model {
 
   world(): World {
     return {
-      links: this.observed, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress,
+      links: this.observed, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress, strayEgress: this.strayEgress,
       vlanOffloadOff: this.vlanOffloadOff, vlanOffloadOn: this.vlanOffloadOn, nativeRefused: this.nativeRefused, originals: this.ledger.originals(), formerProtocols: this.ledger.formerProtocols(),
     };
   }
@@ -184,6 +187,7 @@ export class Model {
       this.egress = new Map(s.egress);
       for (const e of this.egress.keys()) this.dirty.add(e);
     }
+    if (s.strayEgress !== undefined) this.strayEgress = new Map(s.strayEgress);
     this.ledger.keepOnly((i) => this.links.has(i));
     // A former route protocol nothing carries any more is forgotten (it may
     // be a person's own number one day).
@@ -197,7 +201,7 @@ export class Model {
    * What the BPF maps hold, read back (nothing announces a deleted entry):
    * differences from the model mark the links concerned. true when anything differed.
    */
-  checkMaps(routerIface: number | null, egress: ReadonlyMap<number, number> | null): boolean {
+  checkMaps(routerIface: number | null, egress: ReadonlyMap<number, number> | null, strayEgress: ReadonlyMap<number, number> | null = null): boolean {
     let differs = false;
     if (routerIface !== this.routerIface) {
       if (this.routerIface !== null) this.dirty.add(this.routerIface);
@@ -211,6 +215,11 @@ export class Model {
     for (const e of this.egress.keys()) if (!egress.has(e)) { this.dirty.add(e); egressDiffers = true; }
     if (egressDiffers) this.egress = new Map(egress);
     differs ||= egressDiffers;
+    // Entries that are no NIC's own VID: the planner removes them (a pass is due while any is there).
+    if (strayEgress && (strayEgress.size || this.strayEgress.size)) {
+      this.strayEgress = new Map(strayEgress);
+      differs ||= strayEgress.size > 0;
+    }
     return differs;
   }
 
@@ -307,6 +316,9 @@ export class Model {
       case 'egress-deny':
         this.egress.delete(a.ifindex);
         this.dirty.add(a.ifindex);
+        return;
+      case 'egress-stray':
+        this.strayEgress.delete(a.vid);
         return;
       case 'router-iface': {
         const before = this.routerIface;

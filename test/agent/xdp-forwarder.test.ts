@@ -102,6 +102,24 @@ test('map entries deleted by hand (nothing announces it): router_iface and the a
   assert.is(agent.status().routerIface, rl, 'status shows what the map holds');
 });
 
+test('router_egress entries added by hand (no NIC\'s own VID) are removed within 5 s: the router may send only where we allow', async () => {
+  const rl = ipLink(rlink.a).ifindex;
+  const nic = ipLink(physA.a).ifindex;
+  const le = (n: number) => [n & 255, (n >> 8) & 255, (n >> 16) & 255, n >>> 24].map(String);
+  const before = egressMap();
+  // Beside the NIC's own pair (VID 3000 -> the NIC), and one out of the router link itself.
+  run('bpftool', ['map', 'update', 'pinned', `${pins}/router_egress`, 'key', ...le(3000), 'value', ...le(nic)]);
+  run('bpftool', ['map', 'update', 'pinned', `${pins}/router_egress`, 'key', ...le(3001), 'value', ...le(rl)]);
+  assert.ok(egressMap().includes(3000) && egressMap().includes(3001), 'added');
+  const t0 = Date.now();
+  while (egressMap().includes(3000) || egressMap().includes(3001)) {
+    if (Date.now() - t0 > 5000) assert.unreachable(`stray entries still there after 5 s: ${egressMap()}`);
+    await sleep(50);
+  }
+  console.log(`    stray entries removed after ${Date.now() - t0} ms`);
+  assert.equal(egressMap(), before, 'the NICs\' own entries untouched');
+});
+
 test('removal: the allowlist entry goes with the NIC', async () => {
   const gone = ipLink(physB.a).ifindex;
   ip(null, 'link', 'del', physB.a);

@@ -33,6 +33,7 @@ function world(links: ObservedLink[], extra: Partial<{ addrs: Map<number, Observ
 
     vlanOffloadOff: extra.vlanOffloadOff ?? new Set(links.map((l) => l.ifindex)),
     vlanOffloadOn: new Set(),
+    strayEgress: new Map(),
     nativeRefused: new Set(),
     originals: extra.originals ?? new Map(),
     formerProtocols: extra.formerProtocols ?? new Set(),

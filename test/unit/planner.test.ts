@@ -41,7 +41,7 @@ class FakeKernel {
   former = new Set<number>();
 
   world(): World {
-    return { links: this.links, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress, vlanOffloadOff: this.vlanOff, vlanOffloadOn: new Set(), nativeRefused: this.refused, originals: this.originals, formerProtocols: this.former };
+    return { links: this.links, addrs: this.addrs, routes: this.routes, xdp: this.xdp, routerIface: this.routerIface, egress: this.egress, strayEgress: new Map(), vlanOffloadOff: this.vlanOff, vlanOffloadOn: new Set(), nativeRefused: this.refused, originals: this.originals, formerProtocols: this.former };
   }
 
   private note(i: number, f: (o: Originals) => Originals): void {
