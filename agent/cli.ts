@@ -195,7 +195,10 @@ async function cmdRun(argv: string[]): Promise<number> {
   // Exit non-zero at once; s6 restarts the agent, which adopts what it finds
   // (programs, pins, addresses) and reconciles from a fresh dump.
   const crash = (what: string) => (e: unknown) => {
-    try { log.fatal({ err: e }, `${what}: exiting so that the supervisor restarts the agent`); } finally { process.exit(70); }
+    try {
+      log.fatal({ err: e }, `${what}: exiting so that the supervisor restarts the agent`);
+      daemon.flushLedger(); // what we changed must be known to the next run
+    } finally { process.exit(70); }
   };
   process.on('uncaughtException', crash('uncaught exception'));
   process.on('unhandledRejection', crash('unhandled rejection'));

@@ -672,20 +672,23 @@ export class Planner {
     const { ifindex, name } = p;
     const w = p.want;
     const egress = this.wantsEgress(p);
+    const x = world.xdp.get(ifindex);
+
+    // The allowlist first: a NIC that is to carry `physical` but does not
+    // (another tool took it while we were away, or it never got it), or that
+    // is no longer a NIC of ours, loses its entry before anything that may
+    // fail and stop the batch: the router must not send out of it meanwhile.
+    const unattached = egress && x?.program !== 'physical';
+    const vid = egress ? this.vids.get(ifindex) : undefined;
+    if ((unattached || vid === undefined) && world.egress.has(ifindex)) acts.push({ kind: 'egress-deny', ifindex, name });
 
     // A NIC that strips VLAN tags on receive hands `physical` the frame
     // without the LAN's tag, and the kernel puts it back outside ours: off
     // before `physical` forwards anything.
     // A NIC that already carries our `physical` (an agent restart adopting
-    // it) had it turned off before that attach: nothing to redo.
-    const x = world.xdp.get(ifindex);
+    // it) had it turned off before that attach (the daemon looks once at
+    // start, and on every FEATURE CHANGE event: vlanOffloadOn).
     if (w.xdp === 'physical' && (world.vlanOffloadOn.has(ifindex) || (!world.vlanOffloadOff.has(ifindex) && x?.program !== 'physical'))) acts.push({ kind: 'vlan-offload-off', ifindex, name });
-
-    // A NIC that is to carry `physical` but does not (another tool took it
-    // while we were away, or it never got it) loses its allowlist entry
-    // before anything else: the router must not send out of it meanwhile.
-    const unattached = egress && x?.program !== 'physical';
-    if (unattached && world.egress.has(ifindex)) acts.push({ kind: 'egress-deny', ifindex, name });
 
     // XDP: attach ours where wanted (replacing anything else), detach ours where not.
     if (w.xdp) {
@@ -701,10 +704,8 @@ export class Planner {
 
     // The allowlist entry only once `physical` is attached (an attach that
     // fails stops the link's actions there), so the router can never send out
-    // of a NIC we do not forward for. A stale entry goes.
-    const vid = egress ? this.vids.get(ifindex) : undefined;
+    // of a NIC we do not forward for.
     if (vid !== undefined && (unattached || world.egress.get(ifindex) !== vid)) acts.push({ kind: 'egress-allow', ifindex, name, vid });
-    if (vid === undefined && world.egress.has(ifindex)) acts.push({ kind: 'egress-deny', ifindex, name });
 
     // Promiscuous mode, then the MTU in a request of its own: a link that
     // refuses the MTU (a router link under a host-given MTU) still gets the
@@ -715,10 +716,6 @@ export class Planner {
       if (link.promisc !== w.promisc) acts.push({ kind: 'link', ifindex, name, promisc: w.promisc, was: { promisc: link.promisc } });
     } else if (o?.promisc !== undefined) {
       acts.push({ kind: 'link', ifindex, name, promisc: o.promisc, restore: true });
-    } else if (world.routerIface === ifindex && this.routerLink !== ifindex && link.promisc) {
-      // router_iface still names it: it was our router link and we made it
-      // promiscuous, but what it was before is not known (an older agent): off.
-      acts.push({ kind: 'link', ifindex, name, promisc: false, restore: true });
     }
     if (w.mtu !== null) {
       if (link.mtu !== w.mtu) acts.push({ kind: 'link', ifindex, name, mtu: w.mtu, was: { mtu: link.mtu } });

@@ -89,6 +89,15 @@ export class Daemon {
     this.effects.openForwarder();
     this.reconciler.requestDump();
     await this.reconciler.settle();
+    // NICs adopted with our `physical` on them (a restart): was rx-vlan-offload
+    // turned back on while we were away? One ethtool ioctl each.
+    for (const n of this.model.offloadUnknown()) {
+      if (this.effects.offloadIsOn(n.name)) {
+        this.log.warn({ link: n.name }, `${n.name}: rx-vlan-offload is on (turned back on while netagent was not running); turning it off again`);
+        this.model.offloadTurnedOn(n.ifindex);
+      } else this.model.offloadKnownOff(n.ifindex);
+    }
+    await this.reconciler.settle();
     await this.effects.firewall.settled(); // ready means isolated too
     this.ready = true;
     this.notifyReady();
@@ -198,6 +207,13 @@ export class Daemon {
 
   // ------------------------------------------------------------ shutdown
 
+  /** Writes the ledger now (synchronous; at exit and on a crash). Never throws. */
+  flushLedger(): void {
+    try {
+      this.model?.ledger.flush();
+    } catch { /* the ledger reports its own write errors */ }
+  }
+
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
@@ -210,8 +226,11 @@ export class Daemon {
       const ours = [...this.model.xdpEntries()].filter(([, x]) => x.program).map(([ifindex]) => ({ ifindex, name: this.model.link(ifindex)?.name ?? String(ifindex) }));
       this.effects.detachAll(ours);
     }
-    await this.effects?.close();
-    this.model?.ledger.flush();
+    try {
+      await this.effects?.close();
+    } finally {
+      this.flushLedger();
+    }
     this.rtnl?.close();
     await this.control?.close();
     this.log.info({ detached: !!this.config?.detachOnExit }, 'netagent stopped');

@@ -161,6 +161,7 @@ export class Ledger {
       } catch {
         continue;
       }
+      if (typeof d !== 'object' || d === null) continue;
       if ('link' in d) {
         this.links.delete(Number(d.link));
         if (d.originals) this.setFromFile(Number(d.link), d.originals);

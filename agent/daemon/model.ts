@@ -258,7 +258,21 @@ export class Model {
 
   /** Whether rx-vlan-offload on this NIC is ours (we turned it off): a FEATURE CHANGE event on it is worth a look. */
   offloadWatched(ifindex: number): boolean {
-    return this.vlanOffloadOff.has(ifindex) && !this.vlanNotes.has(ifindex);
+    return (this.vlanOffloadOff.has(ifindex) || this.xdp.get(ifindex)?.program === 'physical') && !this.vlanNotes.has(ifindex);
+  }
+
+  /** NICs carrying our `physical` whose rx-vlan-offload this run has not seen (adopted at a restart). */
+  offloadUnknown(): Array<{ ifindex: number; name: string }> {
+    const out: Array<{ ifindex: number; name: string }> = [];
+    for (const [i, x] of this.xdp) {
+      if (x.program === 'physical' && !this.vlanOffloadOff.has(i) && !this.vlanOffloadOn.has(i)) out.push({ ifindex: i, name: this.links.get(i)?.name ?? '' });
+    }
+    return out;
+  }
+
+  /** rx-vlan-offload was found off on an adopted NIC. */
+  offloadKnownOff(ifindex: number): void {
+    this.vlanOffloadOff.add(ifindex);
   }
 
   /** Someone turned rx-vlan-offload back on (ethtool -K): the planner turns it off again. */
@@ -290,6 +304,9 @@ export class Model {
         // already have updated the model by now).
         if (a.restore) this.ledger.release(a.ifindex, (['up', 'promisc', 'mtu'] as const).filter((k) => a[k] !== undefined));
         else if (a.was) this.ledger.record(a.ifindex, a.was);
+        // The ledger is an input of the plan: a restore to the value the link
+        // already had changes nothing else, and must still be replanned.
+        this.dirty.add(a.ifindex);
         this.expect(a.ifindex, { ...(a.up !== undefined ? { up: a.up } : {}), ...(a.promisc !== undefined ? { promisc: a.promisc } : {}), ...(a.mtu !== undefined ? { mtu: a.mtu } : {}) });
         this.setLink(next);
         return;

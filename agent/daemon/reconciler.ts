@@ -254,6 +254,9 @@ export class Reconciler extends EventEmitter {
       }
     }
     this.logPlanErrors(p);
+    // Stray allowlist entries go before any NIC is given a VID: a stray may
+    // hold the VID a new NIC is about to get.
+    for (const a of p.globals) if (a.kind === 'egress-stray') await this.applyGlobal(a);
     for (const [ifindex, actions] of work) {
       this.inFlight.set(ifindex, actions);
       review.add(ifindex);
@@ -274,7 +277,7 @@ export class Reconciler extends EventEmitter {
     const working = Promise.all(Array.from({ length: Math.min(LINK_CONCURRENCY, work.length) }, worker));
     this.review(review, 'planned');
     await working;
-    for (const a of p.globals) await this.applyGlobal(a);
+    for (const a of p.globals) if (a.kind !== 'egress-stray') await this.applyGlobal(a);
     for (const key of [...this.globalFailures.keys()]) {
       if (!p.globals.some((a) => globalKey(a) === key)) this.globalFailures.delete(key);
     }

@@ -168,6 +168,20 @@ test('someone turns rx-vlan-offload back on (ethtool -K): it is off again within
   assert.equal(tags(seen[0]!), [`VID ${vidOf(i)}`, `VID ${LAN_VID}`], `tags at the router, outermost first: ${tags(seen[0]!).join(', ')}`);
 });
 
+test('after a restart (NICs adopted with `physical` on them): offload turned on while the agent was down, and again after, is turned off', async () => {
+  await agent.stop('SIGKILL');
+  run('ethtool', ['-K', lanA.nic, 'rxvlan', 'on']);
+  await agent.start();
+  const off = async (what: string) => {
+    const t0 = Date.now();
+    while (shown(lanA.nic, 'rx-vlan-offload') !== 'off' && Date.now() - t0 < 2000) await sleep(20);
+    assert.is(shown(lanA.nic, 'rx-vlan-offload'), 'off', what);
+  };
+  await off('found on at start: off again');
+  run('ethtool', ['-K', lanA.nic, 'rxvlan', 'on']);
+  await off('turned on after the restart: off again');
+});
+
 test('status --json: every NIC configured, no error', () => {
   const s = agent.status();
   assert.ok(s.ready);

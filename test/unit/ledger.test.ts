@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ledger } from '../../agent/daemon/ledger.js';
+import { Model } from '../../agent/daemon/model.js';
 
 const tick = () => new Promise((r) => setImmediate(r));
 const dir = mkdtempSync(join(tmpdir(), 'netagent-ledger-'));
@@ -84,6 +85,22 @@ test('a journal: a change appends a short line, a torn last line is skipped, it 
   assert.ok(readFileSync(path, 'utf8').split('\n').length < 70, 'compacted');
   back.flush();
   assert.equal(JSON.parse(readFileSync(path, 'utf8')), { version: 1, protocol: 200, former: [199], links: { 2: { up: false }, 3: { up: false } } }, 'one snapshot at exit');
+});
+
+test('the model replans a link whose ledger changed, even when the restore changed nothing else (no stuck restore)', () => {
+  const m = new Model(199, () => null);
+  const l = { ifindex: 2, name: 'rl', mac: '02:01:00:00:00:01', family: 0, flags: 0, up: true, running: true, promisc: false, mtu: 1500, operstate: 'UP', kind: null, master: null, xdp: { attached: 'none' as const, progId: 0, skbProgId: 0, drvProgId: 0, hwProgId: 0 } };
+  m.onLink('new', l);
+  m.ledger.record(2, { mtu: 1500 });
+  m.takeDirty();
+  m.applied({ kind: 'link', ifindex: 2, name: 'rl', mtu: 1500, restore: true }, undefined);
+  assert.ok(m.takeDirty().has(2), 'marked');
+  assert.is(m.ledger.originals().has(2), false, 'forgotten');
+});
+
+test('a journal line that is valid JSON but not an object is skipped, not fatal', () => {
+  writeFileSync(file('k.json'), '{"version":1,"protocol":199,"former":[],"links":{"2":{"up":false}}}\nnull\n7\n{"link":3,"originals":{"mtu":1500}}\n');
+  assert.equal([...new Ledger(file('k.json'), 199).originals()], [[2, { up: false }], [3, { mtu: 1500 }]]);
 });
 
 test('an unwritable place is reported, not fatal', async () => {

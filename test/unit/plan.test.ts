@@ -250,12 +250,16 @@ test('profile switch: xdp-forwarder state is undone under router-p2p', () => {
     xdp: new Map<number, ObservedXdp>([[2, { id: 1, mode: 'skb', program: 'router' }], [3, { id: 2, mode: 'skb', program: 'physical' }]]),
     routerIface: 2,
     egress: new Set([3]),
+    originals: new Map([[2, { promisc: false }]]),
   });
   const p = plan(cfg({ profile: 'router-p2p' }), w);
   const all = [...p.actions.values(), p.globals].flat().map((a) => a.kind).sort();
   assert.equal(all, ['egress-deny', 'link', 'router-iface', 'xdp-detach', 'xdp-detach']);
   const promisc = [...p.actions.values()].flat().find((a) => a.kind === 'link');
-  assert.equal(promisc && 'promisc' in promisc && [promisc.ifindex, promisc.promisc], [2, false], 'the ex-router link leaves promiscuous mode');
+  assert.equal(promisc && 'promisc' in promisc && [promisc.ifindex, promisc.promisc], [2, false], 'the ex-router link leaves the promiscuous mode we gave it');
+  // Promiscuous before netagent came (nothing noted): not ours to undo.
+  const theirs = plan(cfg({ profile: 'router-p2p' }), { ...w, originals: new Map() });
+  assert.not.ok([...theirs.actions.values()].flat().some((a) => a.kind === 'link' && a.promisc !== undefined), 'left as it was');
 });
 
 test('profile switch: what we changed goes back to what it was (up, MTU, promiscuous mode, rx-vlan-offload), once', () => {
@@ -268,7 +272,7 @@ test('profile switch: what we changed goes back to what it was (up, MTU, promisc
   // client: neither link is used: both go back to how a fresh start leaves them (down, their MTU, offload on).
   const c = plan(cfg({ profile: 'client' }), world([rl, phys], { xdp, routerIface: 2, egress: new Set([3]), originals }));
   assert.equal(kinds(c.actions.get(2)), ['xdp-detach', 'link:promisc', 'link:mtu=1500', 'link:up=false']);
-  assert.equal(kinds(c.actions.get(3)), ['xdp-detach', 'vlan-offload-restore', 'egress-deny', 'link:up=false']);
+  assert.equal(kinds(c.actions.get(3)), ['egress-deny', 'xdp-detach', 'vlan-offload-restore', 'link:up=false'], 'out of the allowlist first');
   assert.ok([...c.actions.values()].flat().every((a) => a.kind !== 'link' || a.restore), 'restores are marked as such (the ledger forgets, not notes)');
   // router-routed: the 02:01 link is a client link there (up and addressed): only MTU and promiscuous mode go back.
   const r = plan(cfg({ profile: 'router-routed' }), world([rl, phys], { xdp, routerIface: 2, egress: new Set([3]), originals }));
