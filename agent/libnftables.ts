@@ -158,11 +158,23 @@ export class Nftables {
     const before = new Set(openFds().map((n) => `${n} ${fdTarget(n)}`));
     const ctx = b.ctx_new(NFT_CTX_DEFAULT) as bigint | null;
     if (!ctx) throw new NftUnavailableError('nft_ctx_new failed', 'check memory and that libnftables1 is intact (nft list ruleset)');
-    // libnftables opens its netlink socket without close-on-exec, and gives no
-    // way to reach it: find it among the new descriptors (by target too: a
-    // number listed before may have been readdir's own descriptor), so that
-    // programs we start (the DHCP client) do not inherit a socket that can
-    // change the firewall.
+    if ((b.buffer_output(ctx) as number) !== 0 || (b.buffer_error(ctx) as number) !== 0) {
+      b.ctx_free(ctx);
+      throw new NftUnavailableError('cannot buffer libnftables output (fopencookie failed)', 'check memory');
+    }
+    // libnftables opens its netlink socket on the first command, not in
+    // nft_ctx_new: a harmless read makes it open it now, before any other
+    // netfilter socket of ours exists, so it can be found.
+    b.run(ctx, 'list tables');
+    b.get_output(ctx);
+    b.get_error(ctx);
+    // It is opened without close-on-exec, and libnftables gives no way to
+    // reach it: find it among the new descriptors (by target too: a number
+    // listed before may have been readdir's own descriptor), so that programs
+    // we start (the DHCP client) do not inherit a socket that can change the
+    // firewall. Its port id tells our own transactions' notifications from
+    // other programs' (without it, every change of ours would look foreign
+    // and reload the whole table).
     const inodes: string[] = [];
     for (const n of openFds()) {
       const t = fdTarget(n);
@@ -170,10 +182,6 @@ export class Nftables {
         b.fcntl(n, F_SETFD, 'int', FD_CLOEXEC);
         inodes.push(t.slice('socket:['.length, -1));
       }
-    }
-    if ((b.buffer_output(ctx) as number) !== 0 || (b.buffer_error(ctx) as number) !== 0) {
-      b.ctx_free(ctx);
-      throw new NftUnavailableError('cannot buffer libnftables output (fopencookie failed)', 'check memory');
     }
     return (Nftables.shared = new Nftables(b, ctx, netfilterPortId(inodes)));
   }
