@@ -595,6 +595,18 @@ export class Vm {
     this.qemu.stdin!.write(text);
   }
 
+  /**
+   * Types `text` and waits for a shell prompt printed after it: after `exit`,
+   * the respawned shell's. Typing the next command before that prompt loses
+   * its first characters while the console is reopened (a line that then
+   * starts inside a quote swallows every command after it).
+   */
+  async typeAndWaitPrompt(text: string, timeoutMs = 30_000): Promise<void> {
+    const from = this.console.length;
+    this.type(text);
+    await this.waitConsole(/netvm# /, timeoutMs, 'a new shell prompt', from);
+  }
+
   /** Why qemu exited, or null while it runs. */
   get exitReason(): string | null {
     return this.exited;

@@ -59,12 +59,12 @@ guarded('s6 supervises netagent (with notification-fd 3) and the console shell',
 
 guarded('the console shell respawns when it exits', async () => {
   const before = (await suite.vm.sh('echo $$')).trim();
-  // `exit` ends the login shell; s6 starts a new one on ttyS0.
-  suite.vm.type('exit\n');
+  // `exit` ends the login shell; s6 starts a new one on ttyS0, which prompts.
+  await suite.vm.typeAndWaitPrompt('exit\n');
   const t = Date.now();
   let after = before;
   while (after === before && Date.now() - t < 30_000) {
-    try { after = (await suite.vm.sh('echo $$', 5_000)).trim(); } catch { /* the new shell is not there yet */ }
+    try { after = (await suite.vm.sh('echo $$', 5_000)).trim(); } catch { suite.vm.type('\x03'); /* a line typed too early: cancel it */ }
   }
   assert.is.not(after, before, 'a new shell (new PID) answers on ttyS0');
 });
