@@ -200,26 +200,28 @@ const CONSEQUENCE: Readonly<Record<string, string>> = {
 
 /**
  * Turns `name` on or off on `ifname`; nothing is sent when it already is.
+ * Returns whether it was on before (null: this kernel has no such feature),
+ * read in the same ioctl that the change needs anyway.
  * Throws an EthtoolError naming the link, what was attempted and what to do:
  * reason 'fixed' when the driver cannot change it, 'refused' when it was asked
  * and the feature stayed, 'errno' when the ioctl failed.
  */
-export function setFeature(ifname: string, name: string, on: boolean): void {
+export function setFeature(ifname: string, name: string, on: boolean): boolean | null {
   const bit = featureIndex(ifname, name);
   const what = `turn ${shown(name)} ${on ? 'on' : 'off'}`;
   const cost = CONSEQUENCE[name] && !on ? `; ${CONSEQUENCE[name]}` : '';
   if (bit === null) {
-    if (!on) return; // a feature this kernel does not know is off everywhere
+    if (!on) return null; // a feature this kernel does not know is off everywhere
     throw new EthtoolError(ifname, name, 'fixed', `${ifname}: cannot ${what}: this kernel has no such feature`);
   }
   const before = getFeatures(ifname, name);
   const st = stateOf(before, bit);
-  if (st.active === on && st.requested === on) return;
+  if (st.active === on && st.requested === on) return st.active;
   if (!st.changeable && st.active !== on) {
     throw new EthtoolError(ifname, name, 'fixed',
       `${ifname}: cannot ${what}: the driver has it fixed ${st.active ? 'on' : 'off'} (ethtool -k ${ifname} shows [fixed])${cost}; use a NIC whose driver can change it`);
   }
-  if (!st.changeable) return; // fixed, already as wanted
+  if (!st.changeable) return st.active; // fixed, already as wanted
   const buf = Buffer.alloc(8 + before.words * SBLOCK);
   buf.writeUInt32LE(ETHTOOL_SFEATURES, 0);
   buf.writeUInt32LE(before.words, 4); // must equal the kernel's word count exactly
@@ -238,6 +240,7 @@ export function setFeature(ifname: string, name: string, on: boolean): void {
         `${ifname}: cannot ${what}: the driver kept it ${now.active ? 'on' : 'off'} (it depends on another feature or on the driver's state)${cost}; retry with ethtool -K ${ifname} ${name} ${on ? 'on' : 'off'} to see why`);
     }
   }
+  return st.active;
 }
 
 /**
@@ -250,7 +253,7 @@ export function rxVlanOffload(ifname: string): boolean | null {
   return st.active;
 }
 
-/** Turns rx-vlan-offload on or off on `ifname` (see setFeature for the errors). */
-export function setRxVlanOffload(ifname: string, on: boolean): void {
-  setFeature(ifname, RX_VLAN_HW_PARSE, on);
+/** Turns rx-vlan-offload on or off on `ifname`; whether it was on before (see setFeature, also for the errors). */
+export function setRxVlanOffload(ifname: string, on: boolean): boolean | null {
+  return setFeature(ifname, RX_VLAN_HW_PARSE, on);
 }

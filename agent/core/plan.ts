@@ -701,6 +701,17 @@ export class Planner {
     // What we changed and no longer set goes back to what it was (daemon/ledger.ts).
     const o = world.originals.get(ifindex);
     if (w.xdp !== 'physical' && o?.rxVlanOffload !== undefined) acts.push({ kind: 'vlan-offload-restore', ifindex, name });
+    // One link value: set when wanted and different (noting what it replaces),
+    // else restored once if we changed it (the restore's ACK forgets the
+    // original, so a later change by someone else is left alone).
+    const value = <K extends 'up' | 'promisc' | 'mtu'>(k: K): void => {
+      const want = w[k] as ObservedLink[K] | null;
+      if (want !== null) {
+        if (link[k] !== want) acts.push({ kind: 'link', ifindex, name, [k]: want, was: { [k]: link[k] } });
+      } else if (o?.[k] !== undefined) {
+        acts.push({ kind: 'link', ifindex, name, [k]: o[k], restore: true });
+      }
+    };
 
     // The allowlist entry only once `physical` is attached (an attach that
     // fails stops the link's actions there), so the router can never send out
@@ -710,18 +721,8 @@ export class Planner {
     // Promiscuous mode, then the MTU in a request of its own: a link that
     // refuses the MTU (a router link under a host-given MTU) still gets the
     // rest, and only frames too large for it suffer.
-    // A value we no longer set is restored once (the restore's ACK forgets the
-    // original, so a later change by someone else is left alone).
-    if (w.promisc !== null) {
-      if (link.promisc !== w.promisc) acts.push({ kind: 'link', ifindex, name, promisc: w.promisc, was: { promisc: link.promisc } });
-    } else if (o?.promisc !== undefined) {
-      acts.push({ kind: 'link', ifindex, name, promisc: o.promisc, restore: true });
-    }
-    if (w.mtu !== null) {
-      if (link.mtu !== w.mtu) acts.push({ kind: 'link', ifindex, name, mtu: w.mtu, was: { mtu: link.mtu } });
-    } else if (o?.mtu !== undefined) {
-      acts.push({ kind: 'link', ifindex, name, mtu: o.mtu, restore: true });
-    }
+    value('promisc');
+    value('mtu');
 
     // Addresses: add what is missing; remove ours (by IFA_PROTO) that are no longer wanted.
     // Both sides are canonical strings (the codec formats, the rules format), so they compare as text.
@@ -740,11 +741,7 @@ export class Planner {
 
     // Up once XDP, flags and addresses are in place, so traffic starts on a configured link;
     // but before routes: the kernel refuses a route through a link that is down (ENETDOWN).
-    if (w.up !== null) {
-      if (link.up !== w.up) acts.push({ kind: 'link', ifindex, name, up: w.up, was: { up: link.up } });
-    } else if (o?.up !== undefined) {
-      acts.push({ kind: 'link', ifindex, name, up: o.up, restore: true });
-    }
+    value('up');
 
     // Routes: the same rule, routes of ours are recognised by their protocol
     // number. Stale ones of ours go first: adds are exclusive (never replacing

@@ -72,10 +72,7 @@ export class Daemon {
       const what = m.onLink(ev.type, ev.link);
       // `ethtool -K` announces only that some feature changed: one look at a NIC whose tag stripping we turned off.
       const l = ev.link;
-      if (what === 'changed' && l.featuresChanged && m.offloadWatched(l.ifindex) && this.effects.offloadIsOn(l.name)) {
-        this.log.warn({ link: l.name }, `${l.name}: rx-vlan-offload was turned back on (ethtool -K); turning it off again`);
-        m.offloadTurnedOn(l.ifindex);
-      }
+      if (what === 'changed' && l.featuresChanged && m.offloadWatched(l.ifindex)) this.lookAtOffload(l.ifindex, l.name, 'was turned back on (ethtool -K)');
       if (what === 'appeared') this.log.debug({ link: ev.link.name, ifindex: ev.link.ifindex, mac: ev.link.mac }, 'link appeared');
     }));
     this.events.on('addr', (ev: { type: 'new' | 'del'; addr: AddrMsg }) => this.reconciler.event(() => m.onAddr(ev.type, ev.addr)));
@@ -91,12 +88,7 @@ export class Daemon {
     await this.reconciler.settle();
     // NICs adopted with our `physical` on them (a restart): was rx-vlan-offload
     // turned back on while we were away? One ethtool ioctl each.
-    for (const n of this.model.offloadUnknown()) {
-      if (this.effects.offloadIsOn(n.name)) {
-        this.log.warn({ link: n.name }, `${n.name}: rx-vlan-offload is on (turned back on while netagent was not running); turning it off again`);
-        this.model.offloadTurnedOn(n.ifindex);
-      } else this.model.offloadKnownOff(n.ifindex);
-    }
+    for (const n of this.model.offloadUnknown()) this.lookAtOffload(n.ifindex, n.name, 'is on (turned back on while netagent was not running)');
     await this.reconciler.settle();
     await this.effects.firewall.settled(); // ready means isolated too
     this.ready = true;
@@ -109,6 +101,16 @@ export class Daemon {
     this.verifyTimer = setInterval(() => this.reconciler.verify(), VERIFY_INTERVAL_MS);
     this.verifyTimer.unref();
     this.watchConfig();
+  }
+
+  /** One look at a NIC of ours: rx-vlan-offload on again is turned off by the next pass. */
+  private lookAtOffload(ifindex: number, name: string, how: string): void {
+    if (this.effects.offloadIsOn(name)) {
+      this.log.warn({ link: name }, `${name}: rx-vlan-offload ${how}; turning it off again`);
+      this.model.offloadTurnedOn(ifindex);
+    } else {
+      this.model.offloadKnownOff(ifindex);
+    }
   }
 
   report(): StatusReport {

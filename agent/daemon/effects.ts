@@ -157,28 +157,24 @@ export class KernelEffects implements Effects {
           },
         );
       }
-      case 'vlan-offload-off': {
-        let was: boolean | null = null;
+      case 'vlan-offload-off':
         try {
           // What it was is noted (daemon/ledger.ts), to be put back when the NIC stops carrying `physical`.
-          was = rxVlanOffload(a.name);
-          setRxVlanOffload(a.name, false);
-          return Promise.resolve({ kind: 'offload', was });
+          return Promise.resolve({ kind: 'offload', was: setRxVlanOffload(a.name, false) });
         } catch (e) {
           if (e instanceof EthtoolError && (e.reason === 'fixed' || e.reason === 'refused')) {
             // Untagged LANs still work: a warning on the link, not a failure.
             this.log.warn({ link: a.name, err: e.message }, `${a.name}: rx-vlan-offload stays on`);
             return Promise.resolve({ kind: 'offload', was: null, warning: e.message });
           }
-          if (e instanceof EthtoolError && e.code === 'ENODEV') return Promise.reject(Object.assign(new Error(e.message), { code: 'ENODEV' }));
+          if (e instanceof EthtoolError && e.code === 'ENODEV') return linkGone(e);
           throw e;
         }
-      }
       case 'vlan-offload-restore':
         try {
           setRxVlanOffload(a.name, true);
         } catch (e) {
-          if (e instanceof EthtoolError && e.code === 'ENODEV') return Promise.reject(Object.assign(new Error(e.message), { code: 'ENODEV' }));
+          if (e instanceof EthtoolError && e.code === 'ENODEV') return linkGone(e);
           // Not ours to insist on: the NIC is no longer ours to set.
           this.log.warn({ link: a.name, err: errText(e) }, `${a.name}: could not turn rx-vlan-offload back on`);
         }
@@ -190,7 +186,7 @@ export class KernelEffects implements Effects {
         } catch (e) {
           // The NIC vanished since the plan (a mass unplug): a devmap entry
           // cannot name a link that is gone. Not a failure: its DELLINK follows.
-          if (e instanceof BpfError && e.hint?.startsWith('no such link')) return Promise.reject(Object.assign(new Error(e.message), { code: 'ENODEV' }));
+          if (e instanceof BpfError && e.hint?.startsWith('no such link')) return linkGone(e);
           throw e;
         }
         return Promise.resolve();
@@ -333,6 +329,11 @@ export class KernelEffects implements Effects {
       this.retry(5000);
     });
   }
+}
+
+/** A failure that only means the link went away meanwhile: the reconciler treats ENODEV as that, not as a failure. */
+function linkGone(e: Error): Promise<never> {
+  return Promise.reject(Object.assign(new Error(e.message), { code: 'ENODEV' }));
 }
 
 async function ignoring(codes: string[], p: Promise<void>): Promise<void> {

@@ -25,9 +25,10 @@ export interface Snapshot {
 export type ActionResult =
   /** fellBack: native was asked and the driver refused it. */
   | { kind: 'xdp'; id: number; mode: 'skb' | 'native'; program: XdpProgram; fellBack?: boolean }
-  /** Done as far as the driver allows: what it would not do, for status. */
-  | { kind: 'warning'; warning: string }
-  /** rx-vlan-offload turned off: whether it was on before (null: the NIC has no such feature). */
+  /**
+   * rx-vlan-offload turned off: whether it was on before (null: unknown, or
+   * no such feature); warning: what the driver would not do (status shows it).
+   */
   | { kind: 'offload'; was: boolean | null; warning?: string }
   | void;
 
@@ -348,7 +349,7 @@ export class Model {
         this.vlanOffloadOff.add(a.ifindex);
         this.vlanOffloadOn.delete(a.ifindex);
         if (result && result.kind === 'offload' && result.was) this.ledger.record(a.ifindex, { rxVlanOffload: true });
-        if (result && (result.kind === 'warning' || result.kind === 'offload') && result.warning) this.vlanNotes.set(a.ifindex, result.warning);
+        if (result && result.kind === 'offload' && result.warning) this.vlanNotes.set(a.ifindex, result.warning);
         else this.vlanNotes.delete(a.ifindex);
         this.dirty.add(a.ifindex);
         return;
@@ -386,10 +387,9 @@ export class Model {
     // Taking a link down flushes the IPv4 routes through it, without RTM_DELROUTE.
     if (this.links.get(l.ifindex)?.up && !l.up) this.routes.delete(l.ifindex);
     this.links.set(l.ifindex, l);
-    const o = this.observed.get(l.ifindex);
-    const loopback = (l.flags & 0x8) !== 0; // IFF_LOOPBACK
-    if (!o || o.name !== l.name || o.mac !== l.mac || o.kind !== l.kind || o.loopback !== loopback || o.up !== l.up || o.promisc !== l.promisc || o.mtu !== l.mtu) {
-      this.observed.set(l.ifindex, { ifindex: l.ifindex, name: l.name, mac: l.mac, kind: l.kind, loopback, up: l.up, promisc: l.promisc, mtu: l.mtu });
+    const next: ObservedLink = { ifindex: l.ifindex, name: l.name, mac: l.mac, kind: l.kind, loopback: (l.flags & 0x8) !== 0 /* IFF_LOOPBACK */, up: l.up, promisc: l.promisc, mtu: l.mtu };
+    if (!sameLink(this.observed.get(l.ifindex), next)) {
+      this.observed.set(l.ifindex, next);
       this.dirty.add(l.ifindex);
     }
     this.setXdpFromLink(l);
@@ -462,10 +462,9 @@ export class Model {
       }
       return;
     }
-    const mode = l.xdp.attached === 'native' ? 'native' : l.xdp.attached === 'hw' ? 'hw' : 'skb';
-    const program = this.programOf(id);
-    if (before && before.id === id && before.mode === mode && before.program === program) return;
-    this.xdp.set(l.ifindex, { id, mode, program });
+    const next: ObservedXdp = { id, mode: l.xdp.attached === 'native' ? 'native' : l.xdp.attached === 'hw' ? 'hw' : 'skb', program: this.programOf(id) };
+    if (sameXdp(before, next)) return;
+    this.xdp.set(l.ifindex, next);
     this.dirty.add(l.ifindex);
   }
 
